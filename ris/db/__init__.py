@@ -1,0 +1,89 @@
+"""Persistence: one :class:`Database` per process, transactions as units of work."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm.exc import StaleDataError
+
+from ris.db import migrate
+from ris.db.engine import is_sqlite, make_engine, writer
+from ris.domain.errors import AlreadyExists, ConcurrentUpdate, StorageUnavailable
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SchemaStatus:
+    reachable: bool
+    revision: str | None
+    head: str
+    error: str = ""
+
+    @property
+    def up_to_date(self) -> bool:
+        return self.reachable and self.revision == self.head
+
+
+class Database:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = make_engine(url)
+        self._reader = sessionmaker(self.engine, expire_on_commit=False)
+        self._writer = sessionmaker(writer(self.engine), expire_on_commit=False)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return is_sqlite(self.engine)
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """A write transaction: commits when the block ends, rolls back on any exception.
+
+        Database failures leave as domain errors, so adapters answer them with their protocol's
+        failure status and never with success."""
+        try:
+            with self._writer() as session, session.begin():
+                yield session
+        except StaleDataError as exc:
+            raise ConcurrentUpdate("the record was changed by someone else; reload and try again") from exc
+        except IntegrityError as exc:
+            raise AlreadyExists(f"a unique key is already taken ({_first_line(exc.orig)})") from exc
+        except (DBAPIError, SQLAlchemyError) as exc:
+            log.error("database transaction failed: %s", _first_line(exc))
+            raise StorageUnavailable(f"the database refused the change: {_first_line(exc)}") from exc
+
+    @contextmanager
+    def reading(self) -> Iterator[Session]:
+        """A read-only transaction (no write lock on SQLite)."""
+        try:
+            with self._reader() as session, session.begin():
+                yield session
+        except (DBAPIError, SQLAlchemyError) as exc:
+            log.error("database read failed: %s", _first_line(exc))
+            raise StorageUnavailable(f"the database cannot be read: {_first_line(exc)}") from exc
+
+    def schema_status(self) -> SchemaStatus:
+        head = migrate.head_revision()
+        try:
+            with self.engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+            return SchemaStatus(True, migrate.current_revision(self.engine), head)
+        except SQLAlchemyError as exc:
+            return SchemaStatus(False, None, head, _first_line(exc))
+
+    def upgrade(self) -> None:
+        migrate.upgrade(self.engine)
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def _first_line(exc: object) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

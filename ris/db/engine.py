@@ -1,0 +1,72 @@
+"""One SQLAlchemy engine per process, tuned per database.
+
+SQLite serves several processes (listeners, web workers, CLI): WAL lets readers run beside the one
+writer, a busy timeout makes a writer wait instead of failing, and write transactions start with
+``BEGIN IMMEDIATE`` so two transactions never both read and then deadlock on the upgrade to a
+write lock. ``synchronous=FULL``: a committed HL7 message or MPPS change survives a power cut,
+which is what an ACK or a success status promises.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import Connection, make_url
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+# Page cache per connection (allocated as used): the worklist indexes of 100k items outgrow
+# the 2 MiB default, and random index inserts then thrash the disk.
+SQLITE_CACHE_KIB = 64 * 1024
+_WRITE_OPTION = "ris_write"
+
+_json_serializer = functools.partial(json.dumps, ensure_ascii=False, separators=(",", ":"))
+
+
+def make_engine(url: str, **kwargs: Any) -> Engine:
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        engine = create_engine(
+            url,
+            json_serializer=_json_serializer,
+            connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
+            **kwargs,
+        )
+        _tune_sqlite(engine)
+        return engine
+    return create_engine(url, json_serializer=_json_serializer, pool_pre_ping=True, **kwargs)
+
+
+def writer(engine: Engine) -> Engine:
+    """The same engine (same pool), marked so that SQLite takes the write lock at BEGIN."""
+    return engine.execution_options(**{_WRITE_OPTION: True})
+
+
+def is_sqlite(engine: Engine) -> bool:
+    return engine.dialect.name == "sqlite"
+
+
+def _tune_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy's "begin" event issue BEGIN itself (pysqlite's implicit BEGIN is DEFERRED).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        for pragma in (
+            "journal_mode=WAL",
+            "synchronous=FULL",
+            f"busy_timeout={SQLITE_BUSY_TIMEOUT_MS}",
+            f"cache_size=-{SQLITE_CACHE_KIB}",
+            "foreign_keys=ON",
+            # DICOM matching is case-sensitive; with this LIKE is too, and can use the indexes.
+            "case_sensitive_like=ON",
+        ):
+            cursor.execute(f"PRAGMA {pragma}")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        write = connection.get_execution_options().get(_WRITE_OPTION, False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")

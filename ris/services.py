@@ -1,0 +1,668 @@
+"""The use cases of the broker: the one place the HL7, DICOM and web adapters call.
+
+Every public method validates its input, runs in one transaction and returns plain domain values.
+Methods whose name starts with an underscore do the same work inside a transaction the caller
+already holds, so that an adapter's own record (HL7 journal row, MPPS event) commits together
+with the change it caused.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar
+
+from sqlalchemy import CursorResult, delete, func, insert, select
+from sqlalchemy.orm import Session
+
+from ris.db import Database, SchemaStatus
+from ris.db import repository as repo
+from ris.db.models import AuditEvent, Base, Order, Patient, RemoteAe, RequestedProcedure, ScheduledStep, utcnow
+from ris.db.worklist_sql import worklist_select
+from ris.domain.errors import (
+    AlreadyExists,
+    ConcurrentUpdate,
+    FieldProblem,
+    InvalidTransition,
+    NotFound,
+    ValidationFailed,
+)
+from ris.domain.ids import new_short_id, new_uid
+from ris.domain.model import (
+    Actor,
+    AeRole,
+    CodedEntry,
+    NewOrder,
+    OrderKey,
+    OrderView,
+    PatientData,
+    ProcedureData,
+    RemoteAE,
+    StepData,
+    StepView,
+)
+from ris.domain.status import RESCHEDULABLE_STATUSES, StepStatus, check_transition
+from ris.domain.validation import (
+    choose_character_set,
+    order_texts,
+    patient_problems,
+    step_problems,
+    validate_new_order,
+)
+from ris.domain.values import ae_title_problem
+from ris.domain.worklist import Item, WorklistQuery
+from ris.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class WorklistResult:
+    items: list[Item]
+    truncated: bool  # more items matched than the query's limit
+
+
+class RisService:
+    def __init__(self, db: Database, settings: Settings, clock: Callable[[], dt.datetime] = utcnow) -> None:
+        self.db = db
+        self.settings = settings
+        self.clock = clock
+        self.zone = settings.zone
+
+    # --- orders ---------------------------------------------------------------------------
+
+    def schedule_order(self, command: NewOrder, actor: Actor) -> OrderView:
+        """Create an order with its requested procedures and scheduled steps (worklist items)."""
+        validate_new_order(command)
+        with self.db.transaction() as session:
+            order = self._schedule_order(session, command, actor)
+            return repo.order_view(order)
+
+    def _schedule_order(self, session: Session, command: NewOrder, actor: Actor) -> Order:
+        accession = command.order.accession_number
+        if accession and repo.find_order(session, OrderKey(accession_number=accession)):
+            raise AlreadyExists(f"accession number {accession!r} is already used by another order")
+        self._check_study_uids_free(session, command.procedures)
+        patient = self._upsert_patient(session, command.patient, actor)
+        order = Order(
+            patient=patient,
+            character_set=command.character_set or choose_character_set(order_texts(command)),
+            source=str(actor),
+            **dataclasses.asdict(command.order),
+        )
+        session.add(order)
+        for procedure in command.procedures:
+            order.procedures.append(self._new_procedure(procedure, fallback_id=accession))
+        for step in _steps(order):
+            repo.refresh_worklist_row(step, self.zone)
+        session.flush()
+        self._audit(session, actor, "order.scheduled", order, steps=len(_steps(order)))
+        log.info("order scheduled order=%s accession=%s steps=%d by=%s", order.id, accession, len(_steps(order)), actor)
+        return order
+
+    def update_order(
+        self, key: OrderKey | int, command: NewOrder, actor: Actor, expected_version: int | None = None
+    ) -> OrderView:
+        """Replace the details of an existing order (HL7 XO, a form edit).
+
+        Steps are matched by SPS ID, else by position; a step whose schedule changes must not have
+        started. Steps the command adds are scheduled; steps it leaves out stay as they are."""
+        validate_new_order(command)
+        with self.db.transaction() as session:
+            order = self._load_order(session, key, expected_version)
+            self._update_order(session, order, command, actor)
+            return repo.order_view(order)
+
+    def _update_order(self, session: Session, order: Order, command: NewOrder, actor: Actor) -> None:
+        accession = command.order.accession_number
+        if accession and accession != order.accession_number:
+            other = repo.find_order(session, OrderKey(accession_number=accession))
+            if other is not None and other.id != order.id:
+                raise AlreadyExists(f"accession number {accession!r} is already used by another order")
+        if (command.patient.patient_id, command.patient.issuer) != (order.patient.patient_id, order.patient.issuer):
+            order.patient = self._upsert_patient(session, command.patient, actor)
+        else:
+            self._apply_patient(session, order.patient, command.patient)
+        for name, value in dataclasses.asdict(command.order).items():
+            setattr(order, name, value)
+        order.character_set = command.character_set or choose_character_set(order_texts(command))
+        for index, procedure_data in enumerate(command.procedures):
+            self._update_procedure(session, order, index, procedure_data)
+        for step in _steps(order):
+            repo.refresh_worklist_row(step, self.zone)
+        order.updated_at = self.clock()  # the order row itself may be unchanged; its version must move
+        session.flush()
+        self._audit(session, actor, "order.updated", order)
+        log.info("order updated order=%s accession=%s by=%s", order.id, order.accession_number, actor)
+
+    def _update_procedure(self, session: Session, order: Order, index: int, data: ProcedureData) -> None:
+        procedure = _match(order.procedures, index, _has_rp_id(data.requested_procedure_id))
+        if procedure is None:
+            self._check_study_uids_free(session, (data,))
+            order.procedures.append(self._new_procedure(data, fallback_id=order.accession_number))
+            return
+        if data.study_uid and data.study_uid != procedure.study_uid:
+            raise ValidationFailed(
+                [FieldProblem(f"procedures[{index}].study_uid", "cannot change once the procedure is scheduled")]
+            )
+        procedure.requested_procedure_id = data.requested_procedure_id or procedure.requested_procedure_id
+        procedure.code_value, procedure.code_scheme, procedure.code_meaning = _code_columns(data.code)
+        procedure.description = data.description
+        for step_index, step_data in enumerate(data.steps):
+            step = _match(procedure.steps, step_index, _has_sps_id(step_data.sps_id))
+            if step is None:
+                procedure.steps.append(self._new_step(step_data))
+            elif _schedule_differs(step, step_data):
+                _require_reschedulable(step)
+                _apply_step(step, step_data)
+
+    def reschedule_step(
+        self,
+        step_id: int,
+        start: dt.datetime,
+        actor: Actor,
+        *,
+        station_ae: str | None = None,
+        station_name: str | None = None,
+        expected_version: int | None = None,
+    ) -> StepView:
+        """Move a step to another time (and optionally another station)."""
+        with self.db.transaction() as session:
+            step = repo.get_step(session, step_id)
+            _check_version(step.version, expected_version, f"step {step_id}")
+            _require_reschedulable(step)
+            changed = dataclasses.replace(
+                repo.step_data(step),
+                start=start,
+                station_ae=step.station_ae if station_ae is None else station_ae,
+                station_name=step.station_name if station_name is None else station_name,
+            )
+            _raise_problems(step_problems(changed, ""))
+            step.start_utc = start
+            step.station_ae, step.station_name = changed.station_ae, changed.station_name
+            repo.refresh_worklist_row(step, self.zone)
+            order = step.procedure.order
+            self._audit(
+                session,
+                actor,
+                "step.rescheduled",
+                order,
+                step=step.sps_id,
+                start=start.isoformat(),
+                station_ae=step.station_ae,
+            )
+            session.flush()
+            return repo.step_view(step)
+
+    def change_order_status(self, key: OrderKey | int, target: StepStatus, actor: Actor, reason: str = "") -> OrderView:
+        """Move every open step of an order to ``target`` (cancel, discontinue, check in, HL7 SC).
+
+        All or nothing: if one open step cannot make the move, nothing changes. Steps already
+        final are left alone; an order whose steps are all final only accepts a repeat of its
+        outcome (a replayed cancel changes nothing)."""
+        with self.db.transaction() as session:
+            order = self._load_order(session, key)
+            self._change_order_status(session, order, target, actor, reason)
+            return repo.order_view(order)
+
+    def _change_order_status(
+        self, session: Session, order: Order, target: StepStatus, actor: Actor, reason: str = ""
+    ) -> list[ScheduledStep]:
+        steps = _steps(order)
+        open_steps = [s for s in steps if not StepStatus(s.status).is_final]
+        if not open_steps:
+            if all(s.status == target for s in steps):
+                return []
+            raise InvalidTransition(
+                f"order {order.accession_number or order.id} is already "
+                f"{', '.join(sorted({s.status for s in steps}))} and cannot become {target}"
+            )
+        to_change = [s for s in open_steps if check_transition(StepStatus(s.status), target)]
+        for step in to_change:
+            self._set_status(step, target)
+        session.flush()
+        if to_change:
+            self._audit(
+                session, actor, f"order.{target.lower()}", order, reason=reason, steps=[s.sps_id for s in to_change]
+            )
+            log.info(
+                "order status order=%s accession=%s status=%s steps=%d by=%s",
+                order.id,
+                order.accession_number,
+                target,
+                len(to_change),
+                actor,
+            )
+        return to_change
+
+    def cancel_order(self, key: OrderKey | int, actor: Actor, reason: str = "") -> OrderView:
+        return self.change_order_status(key, StepStatus.CANCELED, actor, reason)
+
+    def discontinue_order(self, key: OrderKey | int, actor: Actor, reason: str = "") -> OrderView:
+        return self.change_order_status(key, StepStatus.DISCONTINUED, actor, reason)
+
+    def check_in(self, key: OrderKey | int, actor: Actor) -> OrderView:
+        """The patient has arrived: every open step becomes ARRIVED."""
+        return self.change_order_status(key, StepStatus.ARRIVED, actor)
+
+    def set_step_status(
+        self, step_id: int, target: StepStatus, actor: Actor, expected_version: int | None = None
+    ) -> StepView:
+        with self.db.transaction() as session:
+            step = repo.get_step(session, step_id)
+            _check_version(step.version, expected_version, f"step {step_id}")
+            if check_transition(StepStatus(step.status), target):
+                self._set_status(step, target)
+                self._audit(session, actor, f"step.{target.lower()}", step.procedure.order, step=step.sps_id)
+                session.flush()
+            return repo.step_view(step)
+
+    def _set_status(self, step: ScheduledStep, target: StepStatus) -> None:
+        step.status = str(target)
+        step.item = {
+            **step.item,
+            "ScheduledProcedureStepSequence": [
+                {**step.item["ScheduledProcedureStepSequence"][0], "ScheduledProcedureStepStatus": str(target)}
+            ],
+        }
+
+    def get_order(self, order_id: int) -> OrderView:
+        with self.db.reading() as session:
+            return repo.order_view(repo.get_order(session, order_id))
+
+    def find_order(self, key: OrderKey) -> OrderView | None:
+        with self.db.reading() as session:
+            order = repo.find_order(session, key)
+            return repo.order_view(order) if order else None
+
+    # --- patients -------------------------------------------------------------------------
+
+    def update_patient(self, patient: PatientData, actor: Actor) -> int:
+        """New demographics for a known patient (HL7 ADT^A08/A31): open worklist items follow.
+        Returns how many open items changed."""
+        _raise_problems(patient_problems(patient))
+        with self.db.transaction() as session:
+            row = repo.find_patient(session, patient.patient_id, patient.issuer)
+            if row is None:
+                raise NotFound(f"no patient {patient.patient_id!r} (issuer {patient.issuer!r})")
+            changed = self._apply_patient(session, row, patient)
+            if changed:
+                self._audit(session, actor, "patient.updated", None, patient=row.id, items=changed)
+            return changed
+
+    def merge_patients(self, surviving: PatientData, prior_id: str, prior_issuer: str, actor: Actor) -> int:
+        """HL7 ADT^A40: the prior patient record was a duplicate of ``surviving``. Its orders move
+        to the surviving patient; returns how many open items moved."""
+        _raise_problems(patient_problems(surviving))
+        with self.db.transaction() as session:
+            prior = repo.find_patient(session, prior_id, prior_issuer)
+            if prior is None:
+                raise NotFound(f"no prior patient {prior_id!r} (issuer {prior_issuer!r}) to merge")
+            target = self._upsert_patient(session, surviving, actor)
+            if target.id == prior.id:
+                raise ValidationFailed([FieldProblem("prior_patient", "is the same record as the surviving patient")])
+            moved_steps = repo.open_steps_of_patient(session, prior)
+            for order in list(prior.orders):
+                order.patient = target
+            prior.merged_into_id = target.id
+            session.flush()
+            for step in moved_steps:
+                repo.refresh_worklist_row(step, self.zone)
+            self._audit(
+                session, actor, "patient.merged", None, surviving=target.id, prior=prior.id, items=len(moved_steps)
+            )
+            log.info(
+                "patients merged surviving=%s prior=%s items=%d by=%s", target.id, prior.id, len(moved_steps), actor
+            )
+            return len(moved_steps)
+
+    def _upsert_patient(self, session: Session, data: PatientData, actor: Actor) -> Patient:
+        patient = repo.find_patient(session, data.patient_id, data.issuer)
+        if patient is None:
+            patient = Patient(patient_id=data.patient_id, issuer=data.issuer)
+            session.add(patient)
+        self._apply_patient(session, patient, data)
+        return patient
+
+    def _apply_patient(self, session: Session, patient: Patient, data: PatientData) -> int:
+        """Copy demographics onto the patient row and its open worklist items; returns the number
+        of items that changed."""
+        current = (patient.name, patient.birth_date, patient.sex)
+        if patient.id is not None and current == (data.name, data.birth_date, data.sex):
+            return 0
+        patient.name, patient.birth_date, patient.sex = data.name, data.birth_date, data.sex
+        if patient.id is None:
+            return 0
+        steps = repo.open_steps_of_patient(session, patient)
+        for step in steps:
+            repo.refresh_worklist_row(step, self.zone)
+        return len(steps)
+
+    # --- worklist -------------------------------------------------------------------------
+
+    def find_worklist_items(self, query: WorklistQuery) -> WorklistResult:
+        """The items matching ``query`` (one SQL statement), by start time."""
+        with self.db.reading() as session:
+            rows = session.execute(worklist_select(query)).all()
+        items = [row.item for row in rows]
+        truncated = query.limit is not None and len(items) > query.limit
+        return WorklistResult(items[: query.limit] if truncated else items, truncated)
+
+    def count_worklist_items(self) -> dict[str, int]:
+        with self.db.reading() as session:
+            rows = session.execute(select(ScheduledStep.status, func.count()).group_by(ScheduledStep.status)).all()
+        return dict(rows)
+
+    # --- bulk transfer ----------------------------------------------------------------------
+
+    def import_orders(self, commands: Sequence[NewOrder], actor: Actor) -> int:
+        """Store many orders in ONE transaction: all of them or, on any problem, none.
+
+        Commands must already be validated (see ris.transfer). Conflicts with stored orders are
+        reported by position in ``commands``. Inserts go in bulk, bypassing the per-object ORM
+        work that would make 100k items take minutes."""
+        with self.db.transaction() as session:
+            self._check_import_conflicts(session, commands)
+            patient_ids = self._import_patients(session, commands)
+            order_ids = _insert_returning_ids(
+                session,
+                Order,
+                [
+                    {
+                        **vars(c.order),
+                        "patient_fk": patient_ids[(c.patient.patient_id, c.patient.issuer)],
+                        "character_set": c.character_set or choose_character_set(order_texts(c)),
+                        "source": str(actor),
+                    }
+                    for c in commands
+                ],
+            )
+            procedures = [
+                (order_id, c, _with_identifiers(p, c.order.accession_number))
+                for order_id, c in zip(order_ids, commands, strict=True)
+                for p in c.procedures
+            ]
+            procedure_ids = _insert_returning_ids(
+                session,
+                RequestedProcedure,
+                [{"order_fk": order_id, **_procedure_columns(p)} for order_id, _c, p in procedures],
+            )
+            session.execute(
+                insert(Base.metadata.tables[ScheduledStep.__tablename__]),
+                [
+                    self._step_row(
+                        order_id, procedure_id, patient_ids[(c.patient.patient_id, c.patient.issuer)], c, p, step
+                    )
+                    for procedure_id, (order_id, c, p) in zip(procedure_ids, procedures, strict=True)
+                    for step in p.steps
+                ],
+            )
+            self._audit(session, actor, "orders.imported", None, orders=len(commands))
+        log.info("orders imported count=%d by=%s", len(commands), actor)
+        return len(commands)
+
+    def _check_import_conflicts(self, session: Session, commands: Sequence[NewOrder]) -> None:
+        def clashes(column: Any, values_by_index: dict[int, str], label: str) -> list[tuple[int, str]]:
+            wanted = {v for v in values_by_index.values() if v}
+            taken: set[str] = set()
+            batch = sorted(wanted)
+            for start in range(0, len(batch), 500):
+                taken |= set(session.scalars(select(column).where(column.in_(batch[start : start + 500]))))
+            return [(i, f"{label} {v!r} is already stored") for i, v in values_by_index.items() if v in taken]
+
+        problems = clashes(
+            Order.accession_number, {i: c.order.accession_number for i, c in enumerate(commands)}, "accession number"
+        )
+        problems += clashes(
+            RequestedProcedure.study_uid,
+            {i: p.study_uid for i, c in enumerate(commands) for p in c.procedures},
+            "study UID",
+        )
+        if problems:
+            raise ValidationFailed([FieldProblem(f"[{i}]", message) for i, message in sorted(problems)])
+
+    def _import_patients(self, session: Session, commands: Sequence[NewOrder]) -> dict[tuple[str, str], int]:
+        latest: dict[tuple[str, str], PatientData] = {}
+        for command in commands:  # the last row about a patient has the newest demographics
+            latest[(command.patient.patient_id, command.patient.issuer)] = command.patient
+        ids: dict[tuple[str, str], int] = {}
+        for patient in session.scalars(select(Patient).where(Patient.patient_id.in_({k[0] for k in latest}))):
+            key = (patient.patient_id, patient.issuer)
+            if key in latest:
+                self._apply_patient(session, patient, latest[key])
+                ids[key] = patient.id
+        new = [data for key, data in latest.items() if key not in ids]
+        new_ids = _insert_returning_ids(session, Patient, [vars(p) for p in new])
+        ids.update({(p.patient_id, p.issuer): i for p, i in zip(new, new_ids, strict=True)})
+        return ids
+
+    def _step_row(
+        self,
+        order_id: int,
+        procedure_id: int,
+        patient_id: int,
+        command: NewOrder,
+        procedure: ProcedureData,
+        step: StepData,
+    ) -> dict[str, object]:
+        character_set = command.character_set or choose_character_set(order_texts(command))
+        return {
+            "order_fk": order_id,
+            "procedure_fk": procedure_id,
+            "patient_fk": patient_id,
+            "status": str(StepStatus.SCHEDULED),
+            **_step_columns(step),
+            **repo.worklist_columns(
+                command.patient, command.order, procedure, step, StepStatus.SCHEDULED, character_set, self.zone
+            ),
+        }
+
+    def export_items(self, include_final: bool = True) -> list[Item]:
+        """Every worklist item, oldest start first (for ``ris export``)."""
+        return self.find_worklist_items(WorklistQuery(include_final=include_final)).items
+
+    # --- remote AEs ---------------------------------------------------------------------------
+
+    def add_remote_ae(self, ae: RemoteAE, actor: Actor) -> RemoteAE:
+        problems = []
+        if message := ae_title_problem(ae.ae_title):
+            problems.append(FieldProblem("ae_title", message))
+        if not 0 <= ae.port <= 65535:
+            problems.append(FieldProblem("port", "must be between 0 and 65535"))
+        needs_address = ae.roles & {AeRole.IAN_DESTINATION, AeRole.MPPS_FORWARD}
+        if needs_address and not (ae.host and ae.port):
+            problems.append(FieldProblem("host", "a destination needs a host and a port"))
+        if not ae.roles:
+            problems.append(FieldProblem("roles", "choose at least one role"))
+        _raise_problems(problems)
+        with self.db.transaction() as session:
+            if repo.find_remote_ae(session, ae.ae_title):
+                raise AlreadyExists(f"remote AE {ae.ae_title!r} already exists")
+            row = RemoteAe(
+                ae_title=ae.ae_title,
+                host=ae.host,
+                port=ae.port,
+                description=ae.description,
+                is_station=AeRole.STATION in ae.roles,
+                is_ian_destination=AeRole.IAN_DESTINATION in ae.roles,
+                is_mpps_forward=AeRole.MPPS_FORWARD in ae.roles,
+                own_items_only=ae.own_items_only,
+            )
+            session.add(row)
+            session.flush()
+            self._audit(session, actor, "remote_ae.added", None, ae_title=ae.ae_title, roles=sorted(ae.roles))
+            return repo.remote_ae_view(row)
+
+    def list_remote_aes(self, role: AeRole | None = None) -> list[RemoteAE]:
+        with self.db.reading() as session:
+            rows = session.scalars(select(RemoteAe).order_by(RemoteAe.ae_title))
+            aes = [repo.remote_ae_view(row) for row in rows]
+        return [ae for ae in aes if role is None or role in ae.roles]
+
+    def get_remote_ae(self, ae_title: str) -> RemoteAE | None:
+        with self.db.reading() as session:
+            row = repo.find_remote_ae(session, ae_title)
+            return repo.remote_ae_view(row) if row else None
+
+    def remove_remote_ae(self, ae_title: str, actor: Actor) -> None:
+        with self.db.transaction() as session:
+            result = session.execute(delete(RemoteAe).where(RemoteAe.ae_title == ae_title))
+            if not isinstance(result, CursorResult) or not result.rowcount:
+                raise NotFound(f"remote AE {ae_title!r} does not exist")
+            self._audit(session, actor, "remote_ae.removed", None, ae_title=ae_title)
+
+    # --- health -------------------------------------------------------------------------------
+
+    def schema_status(self) -> SchemaStatus:
+        return self.db.schema_status()
+
+    # --- shared pieces --------------------------------------------------------------------------
+
+    def _load_order(self, session: Session, key: OrderKey | int, expected_version: int | None = None) -> Order:
+        order = repo.get_order(session, key) if isinstance(key, int) else repo.require_order(session, key)
+        _check_version(order.version, expected_version, f"order {order.id}")
+        return order
+
+    def _check_study_uids_free(self, session: Session, procedures: Iterable[ProcedureData]) -> None:
+        uids = [p.study_uid for p in procedures if p.study_uid]
+        if (
+            uids
+            and session.scalars(
+                select(RequestedProcedure.study_uid).where(RequestedProcedure.study_uid.in_(uids))
+            ).first()
+        ):
+            raise AlreadyExists("a study instance UID of this order is already used by another order")
+
+    def _new_procedure(self, data: ProcedureData, fallback_id: str) -> RequestedProcedure:
+        data = _with_identifiers(data, fallback_id)
+        procedure = RequestedProcedure(**_procedure_columns(data))
+        procedure.steps = [self._new_step(step) for step in data.steps]
+        return procedure
+
+    def _new_step(self, data: StepData) -> ScheduledStep:
+        step = ScheduledStep(status=str(StepStatus.SCHEDULED), item={})
+        _apply_step(step, _with_sps_id(data))
+        return step
+
+    def _audit(self, session: Session, actor: Actor, action: str, order: Order | None, **details: Any) -> None:
+        session.add(
+            AuditEvent(
+                at=self.clock(), actor=str(actor), action=action, order_fk=order.id if order else None, details=details
+            )
+        )
+
+
+# --- module helpers -----------------------------------------------------------------------------
+
+T = TypeVar("T")
+
+
+def _steps(order: Order) -> list[ScheduledStep]:
+    return [step for procedure in order.procedures for step in procedure.steps]
+
+
+def _with_identifiers(data: ProcedureData, fallback_id: str) -> ProcedureData:
+    """The procedure with the identifiers the order left out made up (RP ID, study UID, SPS IDs)."""
+    return dataclasses.replace(
+        data,
+        requested_procedure_id=data.requested_procedure_id or fallback_id or new_short_id("RP"),
+        study_uid=data.study_uid or new_uid(),
+        steps=tuple(_with_sps_id(step) for step in data.steps),
+    )
+
+
+def _with_sps_id(step: StepData) -> StepData:
+    return step if step.sps_id else dataclasses.replace(step, sps_id=new_short_id("SPS"))
+
+
+def _has_sps_id(sps_id: str) -> Callable[[ScheduledStep], bool]:
+    return lambda step: bool(sps_id) and step.sps_id == sps_id
+
+
+def _has_rp_id(rp_id: str) -> Callable[[RequestedProcedure], bool]:
+    return lambda procedure: bool(rp_id) and procedure.requested_procedure_id == rp_id
+
+
+def _match(rows: list[T], index: int, same: Callable[[T], bool]) -> T | None:
+    """The row the command's entry at ``index`` means: the one with its identifier, else the one
+    at the same position."""
+    for row in rows:
+        if same(row):
+            return row
+    return rows[index] if index < len(rows) else None
+
+
+def _step_columns(step: StepData) -> dict[str, object]:
+    protocol_value, protocol_scheme, protocol_meaning = _code_columns(step.protocol)
+    return {
+        "sps_id": step.sps_id,
+        "modality": step.modality,
+        "station_ae": step.station_ae,
+        "station_name": step.station_name,
+        "start_utc": step.start,
+        "performing_physician": step.performing_physician,
+        "description": step.description,
+        "protocol_value": protocol_value,
+        "protocol_scheme": protocol_scheme,
+        "protocol_meaning": protocol_meaning,
+        "location": step.location,
+    }
+
+
+def _apply_step(step: ScheduledStep, data: StepData) -> None:
+    for name, value in _step_columns(data).items():
+        setattr(step, name, value)
+
+
+def _schedule_differs(step: ScheduledStep, data: StepData) -> bool:
+    wanted = _step_columns(data)
+    return any(getattr(step, name) != value for name, value in wanted.items() if name != "sps_id")
+
+
+def _procedure_columns(data: ProcedureData) -> dict[str, object]:
+    code_value, code_scheme, code_meaning = _code_columns(data.code)
+    return {
+        "requested_procedure_id": data.requested_procedure_id,
+        "study_uid": data.study_uid,
+        "description": data.description,
+        "code_value": code_value,
+        "code_scheme": code_scheme,
+        "code_meaning": code_meaning,
+    }
+
+
+def _code_columns(code: CodedEntry | None) -> tuple[str, str, str]:
+    return (code.value, code.scheme, code.meaning) if code else ("", "", "")
+
+
+def _require_reschedulable(step: ScheduledStep) -> None:
+    if StepStatus(step.status) not in RESCHEDULABLE_STATUSES:
+        raise InvalidTransition(f"step {step.sps_id} is {step.status}; only a step not yet started can be rescheduled")
+
+
+def _check_version(actual: int, expected: int | None, what: str) -> None:
+    if expected is not None and actual != expected:
+        raise ConcurrentUpdate(f"{what} was changed by someone else (version {actual}, yours {expected}); reload it")
+
+
+def _insert_returning_ids(session: Session, model: type[Any], rows: list[dict[str, Any]]) -> list[int]:
+    """Insert ``rows`` in bulk and return their new ids in the same order."""
+    if not rows:
+        return []
+    table = model.__table__
+    if session.get_bind().dialect.name != "sqlite":
+        return list(session.scalars(insert(table).returning(table.c.id, sort_by_parameter_order=True), rows))
+    # SQLite cannot keep RETURNING rows in parameter order without a sentinel column, so SQLAlchemy
+    # would insert row by row. A SQLite write transaction holds the database's only write lock:
+    # the ids after the current maximum are ours to hand out.
+    first = (session.scalar(select(func.max(table.c.id))) or 0) + 1
+    ids = list(range(first, first + len(rows)))
+    session.execute(insert(table), [row | {"id": new_id} for row, new_id in zip(rows, ids, strict=True)])
+    return ids
+
+
+def _raise_problems(problems: list[FieldProblem]) -> None:
+    if problems:
+        raise ValidationFailed(problems)
