@@ -1,0 +1,164 @@
+"""The wiring of a site: database, service, listeners, web; and the process layout of ``ris serve``.
+
+This is the one module of ``ris`` that may import the protocol adapters (``hl7``, ``dimse``): it
+hands them the service and registers their outbox deliveries, so the dependencies still point
+inward everywhere else.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Protocol
+
+from ris.db import Database
+from ris.domain.errors import DomainError
+from ris.services import RisService
+from ris.settings import Settings
+
+log = logging.getLogger(__name__)
+
+STOP_TIMEOUT_SECONDS = 15
+
+
+class StartupError(DomainError):
+    """The site cannot start as configured; the message says what to do."""
+
+
+class Listener(Protocol):
+    """A long-running part of the listener process (DICOM AE, HL7 server, outbox worker)."""
+
+    name: str
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+def build_service(settings: Settings) -> RisService:
+    return RisService(Database(settings.database_url), settings)
+
+
+def ensure_secret_key(instance_path: Path) -> str:
+    """The site's session key, created once; O_EXCL makes concurrent first starts agree on one."""
+    path = instance_path / "secret_key"
+    instance_path.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text(encoding="ascii").strip()
+    key = secrets.token_hex(32)
+    with os.fdopen(fd, "w", encoding="ascii") as handle:
+        handle.write(key)
+    return key
+
+
+def prepare_database(service: RisService) -> None:
+    """Bring the schema to the current version where that is safe to do unasked: the embedded
+    SQLite database, or any empty database. A populated external database is only checked."""
+    db = service.db
+    if db.is_sqlite and db.url.startswith("sqlite:///"):
+        Path(db.url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    status = db.schema_status()
+    if not status.reachable:
+        raise StartupError(f"the database cannot be reached: {status.error}")
+    if status.up_to_date:
+        return
+    if db.is_sqlite or status.revision is None:
+        log.info("migrating database schema from=%s to=%s", status.revision or "empty", status.head)
+        db.upgrade()
+        return
+    raise StartupError(
+        f"the database schema is at {status.revision}, this version needs {status.head}: run `ris db upgrade`"
+    )
+
+
+def listeners(service: RisService, settings: Settings) -> list[Listener]:
+    """Everything the listener process runs."""
+    return []
+
+
+def run_listeners(settings: Settings) -> int:
+    """The listener process: start every listener, wait for SIGTERM/SIGINT, stop them."""
+    service = build_service(settings)
+    prepare_database(service)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    started: list[Listener] = []
+    try:
+        for listener in listeners(service, settings):
+            listener.start()
+            started.append(listener)
+            log.info("listener started name=%s", listener.name)
+        stop.wait()
+    finally:
+        for listener in reversed(started):
+            listener.stop()
+            log.info("listener stopped name=%s", listener.name)
+        service.db.dispose()
+    return 0
+
+
+def serve(settings: Settings) -> int:
+    """``ris serve``: the listener process and gunicorn, stopped together on Ctrl-C/SIGTERM.
+
+    If either child dies, the other is stopped too and the exit status is non-zero, so a service
+    manager restarts the site as a whole instead of leaving half of it running."""
+    service = build_service(settings)
+    prepare_database(service)
+    service.db.dispose()
+    ensure_secret_key(settings.instance_path)
+    env = {**os.environ, "RIS_INSTANCE_PATH": str(settings.instance_path)}
+    commands = {
+        "listeners": [sys.executable, "-m", "ris.cli", "listen"],
+        "web": [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "app:app",
+            "--bind",
+            settings.web_bind,
+            "--workers",
+            str(settings.web_workers),
+            "--graceful-timeout",
+            str(STOP_TIMEOUT_SECONDS - 5),
+            "--access-logfile",
+            "-",
+        ],
+    }
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    children = {name: subprocess.Popen(command, env=env) for name, command in commands.items()}
+    log.info(
+        "serving web=http://%s dicom=%s:%d hl7=%d pids=%s",
+        settings.web_bind,
+        settings.dicom_ae_title,
+        settings.dicom_port,
+        settings.hl7_port,
+        {n: c.pid for n, c in children.items()},
+    )
+    failed = None
+    while not stop.wait(0.5):
+        failed = next((name for name, child in children.items() if child.poll() is not None), None)
+        if failed:
+            log.error("process %s exited with status %s; stopping the site", failed, children[failed].returncode)
+            break
+    for child in children.values():
+        if child.poll() is None:
+            child.terminate()
+    for name, child in children.items():
+        try:
+            child.wait(STOP_TIMEOUT_SECONDS)
+        except subprocess.TimeoutExpired:
+            log.error("process %s did not stop in %ds; killing it", name, STOP_TIMEOUT_SECONDS)
+            child.kill()
+            child.wait()
+    return 1 if failed else 0

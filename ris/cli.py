@@ -1,0 +1,190 @@
+"""The ``ris`` command: run the site and administer it from a shell."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from ris import bootstrap, transfer
+from ris.domain.errors import DomainError, ValidationFailed
+from ris.domain.model import Actor, AeRole, RemoteAE
+from ris.logs import configure_logging
+from ris.services import RisService
+from ris.settings import Settings, SettingsError, describe_settings, load_settings
+
+Command = Callable[[argparse.Namespace, Settings], int]
+
+
+def _service(settings: Settings) -> RisService:
+    service = bootstrap.build_service(settings)
+    bootstrap.prepare_database(service)
+    return service
+
+
+def _actor() -> Actor:
+    return Actor("cli", getpass.getuser())
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    return bootstrap.serve(settings)
+
+
+def cmd_listen(args: argparse.Namespace, settings: Settings) -> int:
+    return bootstrap.run_listeners(settings)
+
+
+def cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
+    service = bootstrap.build_service(settings)
+    service.db.upgrade()
+    print(f"database schema at {service.schema_status().revision}")
+    return 0
+
+
+def cmd_db_status(args: argparse.Namespace, settings: Settings) -> int:
+    status = bootstrap.build_service(settings).schema_status()
+    if not status.reachable:
+        print(f"database unreachable: {status.error}")
+        return 1
+    state = "up to date" if status.up_to_date else f"needs `ris db upgrade` to {status.head}"
+    print(f"schema {status.revision or 'empty'}: {state}")
+    return 0 if status.up_to_date else 1
+
+
+def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
+    path = Path(args.file)
+    try:
+        numbered = transfer.read_orders(path, settings.zone, args.format)
+    except transfer.ImportRejected as exc:
+        for row_problem in exc.problems:
+            print(f"{path}: {row_problem}", file=sys.stderr)
+        raise
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise DomainError(f"{path}: cannot be read: {exc}") from exc
+    try:
+        count = _service(settings).import_orders([order for _line, order in numbered], _actor())
+    except ValidationFailed as exc:  # conflicts with stored orders, reported by row
+        for problem in exc.problems:
+            line = numbered[int(problem.field.strip("[]"))][0]
+            print(f"{path}: line {line}: {problem.message}", file=sys.stderr)
+        raise DomainError(f"{len(exc.problems)} row(s) clash with stored orders; nothing was imported") from None
+    print(f"imported {count} item(s) from {path}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
+    items = _service(settings).export_items(include_final=not args.open_only)
+    fmt = args.format or (transfer.file_format(Path(args.output)) if args.output else "json")
+    if args.output:
+        with open(args.output, "w", encoding="utf-8", newline="") as out:
+            count = transfer.write_items(items, out, fmt)
+        print(f"exported {count} item(s) to {args.output}", file=sys.stderr)
+    else:
+        transfer.write_items(items, sys.stdout, fmt)
+    return 0
+
+
+def cmd_ae_add(args: argparse.Namespace, settings: Settings) -> int:
+    ae = RemoteAE(
+        ae_title=args.ae_title,
+        host=args.host,
+        port=args.port,
+        roles=frozenset(AeRole(role) for role in args.role),
+        own_items_only=args.own_items_only,
+        description=args.description,
+    )
+    _service(settings).add_remote_ae(ae, _actor())
+    print(f"added remote AE {args.ae_title}")
+    return 0
+
+
+def cmd_ae_list(args: argparse.Namespace, settings: Settings) -> int:
+    aes = _service(settings).list_remote_aes()
+    print(f"{'AE title':<16}  {'host':<20}  {'port':>5}  roles")
+    for ae in aes:
+        flags = sorted(ae.roles) + (["own-items-only"] if ae.own_items_only else [])
+        print(f"{ae.ae_title:<16}  {ae.host or '*':<20}  {ae.port or '':>5}  {', '.join(flags)}")
+    return 0
+
+
+def cmd_ae_remove(args: argparse.Namespace, settings: Settings) -> int:
+    _service(settings).remove_remote_ae(args.ae_title, _actor())
+    print(f"removed remote AE {args.ae_title}")
+    return 0
+
+
+def cmd_config(args: argparse.Namespace, settings: Settings) -> int:
+    for env_name, _default, help_text in describe_settings():
+        name = env_name.removeprefix("RIS_").lower()
+        value = getattr(settings, name)
+        shown = ("(set)" if value else "") if name == "secret_key" else value
+        print(f"{env_name:<28} = {shown!s:<40} # {help_text}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ris", description="RIS worklist and MPPS broker")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(
+        name: str,
+        handler: Command,
+        help_text: str,
+        parent: argparse._SubParsersAction[argparse.ArgumentParser] = commands,
+    ) -> argparse.ArgumentParser:
+        sub = parent.add_parser(name, help=help_text, description=help_text)
+        sub.set_defaults(handler=handler)
+        return sub
+
+    add("serve", cmd_serve, "run the site: listeners (DICOM, HL7, outbox) and the web application")
+    add("listen", cmd_listen, "run only the listener process (`ris serve` starts it for you)")
+    add("config", cmd_config, "show the effective settings and where each can be set")
+
+    db = commands.add_parser("db", help="database schema").add_subparsers(dest="db_command", required=True)
+    add("upgrade", cmd_db_upgrade, "migrate the database schema to this version", db)
+    add("status", cmd_db_status, "show the database schema version", db)
+
+    imp = add("import", cmd_import, "import worklist items from a JSON or CSV file (all or nothing)")
+    imp.add_argument("file")
+    imp.add_argument("--format", choices=("json", "csv"), help="default: from the file name")
+
+    exp = add("export", cmd_export, "export worklist items as JSON or CSV")
+    exp.add_argument("--format", choices=("json", "csv"), help="default: from --output, else json")
+    exp.add_argument("--output", "-o", help="file to write (default: standard output)")
+    exp.add_argument("--open-only", action="store_true", help="leave out completed, discontinued, canceled")
+
+    ae = commands.add_parser("ae", help="remote AEs: stations and destinations").add_subparsers(
+        dest="ae_command", required=True
+    )
+    ae_add = add("add", cmd_ae_add, "register a remote AE", ae)
+    ae_add.add_argument("ae_title")
+    ae_add.add_argument("--host", default="", help="host name or address (stations: empty = any host)")
+    ae_add.add_argument("--port", type=int, default=0, help="port we call it on (destinations)")
+    ae_add.add_argument("--role", action="append", required=True, choices=[r.value for r in AeRole])
+    ae_add.add_argument("--own-items-only", action="store_true", help="station sees only items for its AE title")
+    ae_add.add_argument("--description", default="")
+    add("list", cmd_ae_list, "list remote AEs", ae)
+    ae_remove = add("remove", cmd_ae_remove, "remove a remote AE", ae)
+    ae_remove.add_argument("ae_title")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(f"ris: bad setting: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings)
+    try:
+        return int(args.handler(args, settings))
+    except DomainError as exc:
+        print(f"ris: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

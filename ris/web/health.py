@@ -1,0 +1,35 @@
+"""``GET /healthz``: is this site able to work? For load balancers and monitoring."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, current_app, jsonify, render_template
+
+from ris.services import RisService
+
+blueprint = Blueprint("health", __name__)
+
+
+def service() -> RisService:
+    ris: RisService = current_app.extensions["ris"]
+    return ris
+
+
+@blueprint.get("/healthz")
+def healthz() -> tuple[Response, int]:
+    status = service().schema_status()
+    healthy = status.up_to_date
+    body = {
+        "status": "ok" if healthy else "error",
+        "database": {
+            "reachable": status.reachable,
+            "schema_revision": status.revision,
+            "expected_revision": status.head,
+            **({"error": status.error} if status.error else {}),
+        },
+    }
+    return jsonify(body), 200 if healthy else 503
+
+
+@blueprint.get("/")
+def home() -> str:
+    return render_template("home.html", counts=service().count_worklist_items())

@@ -1,0 +1,49 @@
+"""``ris serve`` on a fresh instance: it creates the database, answers /healthz, stops on a signal."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ris.settings import Settings
+from tests.support.processes import free_port, http_get, ris_env, wait_until
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
+def test_serve_starts_everything_and_stops_cleanly(settings: Settings, tmp_path: Path, stop_signal: int) -> None:
+    port = free_port()
+    instance = tmp_path / "fresh-instance"
+    env = ris_env(
+        settings,
+        RIS_INSTANCE_PATH=str(instance),
+        RIS_WEB_BIND=f"127.0.0.1:{port}",
+        RIS_WEB_WORKERS="1",
+        RIS_DICOM_PORT=str(free_port()),
+        RIS_HL7_PORT=str(free_port()),
+    )
+    if "sqlite" in settings.database_url:
+        env.pop("RIS_DATABASE_URL")  # the embedded default: instance/ris.db, created at first start
+    server = subprocess.Popen(
+        [sys.executable, "-m", "ris.cli", "serve"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        status, body = wait_until(lambda: http_get(f"http://127.0.0.1:{port}/healthz"), what="/healthz")
+        assert status == 200
+        assert b'"status":"ok"' in body
+        if "sqlite" in settings.database_url:
+            assert (instance / "ris.db").exists()
+            assert (instance / "secret_key").exists()
+        server.send_signal(stop_signal)
+        output, _ = server.communicate(timeout=30)
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.communicate()
+    assert server.returncode == 0, output
+    with pytest.raises(AssertionError):
+        wait_until(lambda: http_get(f"http://127.0.0.1:{port}/healthz"), timeout=0.5, what="nothing")
