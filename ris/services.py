@@ -11,7 +11,9 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
-from collections.abc import Callable, Iterable, Sequence
+import random
+import threading
+from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import Any, TypeVar
 
 from sqlalchemy import CursorResult, delete, func, insert, select
@@ -19,8 +21,24 @@ from sqlalchemy.orm import Session
 
 from ris.db import Database, SchemaStatus
 from ris.db import repository as repo
-from ris.db.models import AuditEvent, Base, Order, Patient, RemoteAe, RequestedProcedure, ScheduledStep, utcnow
+from ris.db.models import (
+    AuditEvent,
+    Base,
+    Order,
+    OutboxTask,
+    Patient,
+    PerformedStep,
+    PerformedStepEvent,
+    PerformedStepLink,
+    RemoteAe,
+    RequestedProcedure,
+    ScheduledStep,
+    utcnow,
+)
 from ris.db.worklist_sql import worklist_select
+from ris.domain import mpps
+from ris.domain import outbox as tasks
+from ris.domain.dicom_json import DicomJson
 from ris.domain.errors import (
     AlreadyExists,
     ConcurrentUpdate,
@@ -43,7 +61,10 @@ from ris.domain.model import (
     StepData,
     StepView,
 )
-from ris.domain.status import RESCHEDULABLE_STATUSES, StepStatus, check_transition
+from ris.domain.mpps import MppsEvent, MppsStatus, MppsView
+from ris.domain.outbox import NewTask, RetryPolicy, TaskKind, TaskState
+from ris.domain.outbox import OutboxTask as OutboxTaskView
+from ris.domain.status import RESCHEDULABLE_STATUSES, StepStatus, check_transition, transition_path
 from ris.domain.validation import (
     choose_character_set,
     order_texts,
@@ -51,7 +72,7 @@ from ris.domain.validation import (
     step_problems,
     validate_new_order,
 )
-from ris.domain.values import ae_title_problem
+from ris.domain.values import ae_title_problem, uid_problem
 from ris.domain.worklist import Item, WorklistQuery
 from ris.settings import Settings
 
@@ -70,6 +91,12 @@ class RisService:
         self.settings = settings
         self.clock = clock
         self.zone = settings.zone
+        self.retry_policy = RetryPolicy(
+            settings.outbox_initial_delay, settings.outbox_max_delay, settings.outbox_give_up_after
+        )
+        # Set after a commit that enqueued outbox tasks: the worker in this process starts at once
+        # instead of at its next poll.
+        self.outbox_ready = threading.Event()
 
     # --- orders ---------------------------------------------------------------------------
 
@@ -513,6 +540,313 @@ class RisService:
                 raise NotFound(f"remote AE {ae_title!r} does not exist")
             self._audit(session, actor, "remote_ae.removed", None, ae_title=ae_title)
 
+    # --- MPPS -----------------------------------------------------------------------------------
+
+    def record_mpps_create(self, sop_instance_uid: str, attributes: DicomJson, calling_ae: str) -> MppsView:
+        """An N-CREATE: keep the new performed step, link it to the scheduled steps it names (they
+        become STARTED) and enqueue its forwards, in one transaction."""
+        _raise_problems([FieldProblem("AffectedSOPInstanceUID", m) for m in [uid_problem(sop_instance_uid)] if m])
+        status = mpps.check_create(attributes)
+        actor = Actor("dicom", calling_ae)
+        with self.db.transaction() as session:
+            if repo.find_performed_step(session, sop_instance_uid) is not None:
+                raise AlreadyExists(f"performed procedure step {sop_instance_uid} already exists")
+            summary = mpps.summarize(attributes)
+            row = PerformedStep(
+                sop_instance_uid=sop_instance_uid,
+                status=str(status),
+                calling_ae=calling_ae,
+                study_uid=summary.study_uid,
+                accession_number=summary.accession_number[:16],
+                modality=summary.modality[:16],
+                attributes=attributes,
+                links=[],
+            )
+            session.add(row)
+            event = self._mpps_event(session, row, "N-CREATE", calling_ae, attributes)
+            for reference in mpps.step_references(attributes):
+                step = _single_match(session, reference)
+                if step is not None and all(link.step_fk != step.id for link in row.links):
+                    self._link(session, row, step, actor, strict=False)
+            enqueued = self._enqueue_forwards(session, row, event)
+            session.flush()
+            view = repo.mpps_view(row)
+        self._outbox_written(enqueued)
+        log.info(
+            "mpps created uid=%s calling_ae=%s accession=%s steps=%s forwards=%d",
+            sop_instance_uid,
+            calling_ae,
+            summary.accession_number,
+            ",".join(link.sps_id for link in view.links) or "unscheduled",
+            enqueued,
+        )
+        return view
+
+    def record_mpps_set(self, sop_instance_uid: str, modification: DicomJson, calling_ae: str) -> MppsView:
+        """An N-SET: merge it into the performed step, move the linked scheduled steps along and,
+        on COMPLETED, enqueue the IANs; its forwards too. One transaction."""
+        actor = Actor("dicom", calling_ae)
+        with self.db.transaction() as session:
+            row = repo.get_performed_step(session, sop_instance_uid, for_update=True)
+            before = MppsStatus(row.status)
+            outcome = mpps.apply_set(row.attributes, before, modification)
+            row.attributes = outcome.attributes
+            row.status = str(outcome.status)
+            event = self._mpps_event(session, row, "N-SET", calling_ae, modification)
+            if outcome.status is not before:
+                for link in row.links:
+                    self._follow_mpps(session, row, link.step, actor, strict=False)
+            enqueued = self._enqueue_forwards(session, row, event)
+            if outcome.status is MppsStatus.COMPLETED:
+                enqueued += self._enqueue_ians(session, row)
+            session.flush()
+            view = repo.mpps_view(row)
+        self._outbox_written(enqueued)
+        if outcome.ignored:
+            log.warning(
+                "mpps n-set sent attributes it may not change; kept the stored values uid=%s calling_ae=%s "
+                "attributes=%s",
+                sop_instance_uid,
+                calling_ae,
+                ",".join(outcome.ignored),
+            )
+        log.info(
+            "mpps set uid=%s calling_ae=%s status=%s accession=%s outbox=%d",
+            sop_instance_uid,
+            calling_ae,
+            outcome.status,
+            view.summary.accession_number,
+            enqueued,
+        )
+        return view
+
+    def get_mpps(self, sop_instance_uid: str) -> MppsView:
+        with self.db.reading() as session:
+            return repo.mpps_view(repo.get_performed_step(session, sop_instance_uid))
+
+    def list_mpps_events(self, sop_instance_uid: str) -> list[MppsEvent]:
+        """Every N-CREATE and N-SET of a performed step as received, oldest first."""
+        with self.db.reading() as session:
+            row = repo.get_performed_step(session, sop_instance_uid)
+            return [repo.mpps_event(event) for event in row.events]
+
+    def list_mpps(self, *, order_id: int | None = None, limit: int = 100) -> list[MppsView]:
+        """Performed steps, newest first; with ``order_id`` those linked to that order's steps."""
+        query = repo.performed_steps_select()
+        if order_id is not None:
+            query = query.where(
+                PerformedStep.id.in_(
+                    select(PerformedStepLink.performed_step_fk)
+                    .join(ScheduledStep, ScheduledStep.id == PerformedStepLink.step_fk)
+                    .where(ScheduledStep.order_fk == order_id)
+                )
+            )
+        with self.db.reading() as session:
+            rows = session.scalars(query.order_by(PerformedStep.id.desc()).limit(limit))
+            return [repo.mpps_view(row) for row in rows]
+
+    def list_unscheduled_mpps(self, limit: int = 100) -> list[MppsView]:
+        """Performed steps that matched no scheduled step, newest first: the reconciliation list."""
+        query = repo.performed_steps_select().where(repo.unscheduled_filter())
+        with self.db.reading() as session:
+            rows = session.scalars(query.order_by(PerformedStep.id.desc()).limit(limit))
+            return [repo.mpps_view(row) for row in rows]
+
+    def link_mpps(self, sop_instance_uid: str, step_id: int, actor: Actor) -> MppsView:
+        """Reconcile: the performed step reports on this scheduled step after all. The step takes
+        the performed step's status (a COMPLETED one completes it); linking twice changes nothing."""
+        with self.db.transaction() as session:
+            row = repo.get_performed_step(session, sop_instance_uid, for_update=True)
+            step = repo.get_step(session, step_id)
+            if all(link.step_fk != step.id for link in row.links):
+                self._link(session, row, step, actor, strict=True)
+                log.info(
+                    "mpps linked uid=%s step=%s accession=%s by=%s",
+                    sop_instance_uid,
+                    step.sps_id,
+                    step.accession_number,
+                    actor,
+                )
+            session.flush()
+            return repo.mpps_view(row)
+
+    def _mpps_event(
+        self, session: Session, row: PerformedStep, kind: str, calling_ae: str, attributes: DicomJson
+    ) -> PerformedStepEvent:
+        event = PerformedStepEvent(kind=kind, calling_ae=calling_ae, received_at=self.clock(), attributes=attributes)
+        row.events.append(event)
+        session.flush()
+        return event
+
+    def _link(self, session: Session, row: PerformedStep, step: ScheduledStep, actor: Actor, *, strict: bool) -> None:
+        row.links.append(PerformedStepLink(step=step, step_fk=step.id, linked_at=self.clock(), linked_by=str(actor)))
+        self._follow_mpps(session, row, step, actor, strict=strict)
+
+    def _follow_mpps(
+        self, session: Session, row: PerformedStep, step: ScheduledStep, actor: Actor, *, strict: bool
+    ) -> None:
+        """Move ``step`` to the status its performed step implies. A step that cannot get there (a
+        canceled order, a step another performed step already completed) keeps its status: the
+        modality's report is stored all the same. ``strict`` raises instead (manual linking)."""
+        target = mpps.STEP_STATUS_FOR[MppsStatus(row.status)]
+        try:
+            path = transition_path(StepStatus(step.status), target)
+        except InvalidTransition:
+            if strict:
+                raise
+            log.warning(
+                "mpps cannot move step uid=%s step=%s accession=%s from=%s to=%s",
+                row.sop_instance_uid,
+                step.sps_id,
+                step.accession_number,
+                step.status,
+                target,
+            )
+            return
+        for status in path:
+            self._set_status(step, status)
+            self._audit(
+                session, actor, f"step.{status.lower()}", step.order, step=step.sps_id, mpps=row.sop_instance_uid
+            )
+
+    def _enqueue_forwards(self, session: Session, row: PerformedStep, event: PerformedStepEvent) -> int:
+        added = 0
+        for ae in repo.remote_aes_with_flag(session, RemoteAe.is_mpps_forward):
+            added += self._enqueue(
+                session,
+                NewTask(
+                    kind=TaskKind.MPPS_FORWARD,
+                    destination=ae.ae_title,
+                    dedupe_key=tasks.forward_key(event.id, ae.ae_title),
+                    ordering_key=tasks.forward_ordering_key(row.sop_instance_uid, ae.ae_title),
+                    payload={
+                        "subject": row.sop_instance_uid,
+                        "operation": event.kind,
+                        "sop_instance_uid": row.sop_instance_uid,
+                        "attributes": event.attributes,
+                    },
+                    order_id=_first_order_id(row),
+                    performed_step_id=row.id,
+                ),
+            )
+        return added
+
+    def _enqueue_ians(self, session: Session, row: PerformedStep) -> int:
+        content = mpps.ian_attributes(row.sop_instance_uid, row.attributes, self.settings.mpps_ian_retrieve_ae_title)
+        if content is None:
+            log.warning("mpps completed without instances; no IAN uid=%s", row.sop_instance_uid)
+            return 0
+        added = 0
+        for ae in repo.remote_aes_with_flag(session, RemoteAe.is_ian_destination):
+            added += self._enqueue(
+                session,
+                NewTask(
+                    kind=TaskKind.IAN,
+                    destination=ae.ae_title,
+                    dedupe_key=tasks.ian_key(row.sop_instance_uid, ae.ae_title),
+                    # One SOP Instance UID per notification, kept for every attempt: a receiver
+                    # sees a re-sent IAN as the same instance (0111 duplicate), not a new one.
+                    payload={"subject": row.sop_instance_uid, "sop_instance_uid": new_uid(), "attributes": content},
+                    order_id=_first_order_id(row),
+                    performed_step_id=row.id,
+                ),
+            )
+        return added
+
+    # --- outbox ----------------------------------------------------------------------------------
+
+    def _enqueue(self, session: Session, task: NewTask) -> int:
+        """Add ``task`` to the outbox in the caller's transaction; 1 if added, 0 if it was there."""
+        return int(repo.insert_task(session, task, self.clock()))
+
+    def _outbox_written(self, enqueued: int) -> None:
+        if enqueued:
+            self.outbox_ready.set()
+
+    def claim_outbox_tasks(
+        self, *, limit: int, lease: float, exclude_destinations: Collection[str] = ()
+    ) -> list[OutboxTaskView]:
+        """Take due tasks for delivery: each counts an attempt and is hidden from other workers for
+        ``lease`` seconds. A worker that dies mid-delivery leaves its tasks to be retried after that."""
+        now = self.clock()
+        with self.db.transaction() as session:
+            rows = list(session.scalars(repo.due_tasks_select(now, exclude_destinations, limit)))
+            for row in rows:
+                row.attempts += 1
+                row.next_attempt_at = now + dt.timedelta(seconds=lease)
+            return [repo.outbox_task_view(row) for row in rows]
+
+    def complete_outbox_task(self, task_id: int) -> None:
+        """The destination confirmed the delivery."""
+        with self.db.transaction() as session:
+            row = _get_task(session, task_id)
+            row.state = str(TaskState.SENT)
+            row.sent_at = self.clock()
+            row.last_error = ""
+
+    def fail_outbox_task(self, task_id: int, error: str, *, retryable: bool = True) -> OutboxTaskView:
+        """A delivery attempt failed: try again after the backoff, or give up (FAILED) when the
+        task has been pending longer than the give-up age or cannot succeed."""
+        now = self.clock()
+        with self.db.transaction() as session:
+            row = _get_task(session, task_id)
+            row.last_error = error[:2000]
+            if not retryable or self.retry_policy.gives_up(now - row.pending_since):
+                row.state = str(TaskState.FAILED)
+            else:
+                row.next_attempt_at = now + dt.timedelta(seconds=self.retry_policy.delay(row.attempts, random.random()))
+            return repo.outbox_task_view(row)
+
+    def list_outbox_tasks(
+        self,
+        *,
+        state: TaskState | None = None,
+        kind: TaskKind | None = None,
+        order_id: int | None = None,
+        performed_step_id: int | None = None,
+        limit: int = 100,
+    ) -> list[OutboxTaskView]:
+        """Outbox tasks, newest first, optionally of one state, kind, order or performed step."""
+        query = select(OutboxTask)
+        for column, value in (
+            (OutboxTask.state, state and str(state)),
+            (OutboxTask.kind, kind and str(kind)),
+            (OutboxTask.order_fk, order_id),
+            (OutboxTask.performed_step_fk, performed_step_id),
+        ):
+            if value is not None:
+                query = query.where(column == value)
+        with self.db.reading() as session:
+            rows = session.scalars(query.order_by(OutboxTask.id.desc()).limit(limit))
+            return [repo.outbox_task_view(row) for row in rows]
+
+    def retry_outbox_task(self, task_id: int, actor: Actor) -> OutboxTaskView:
+        """Send a FAILED task again (its give-up age starts anew), or a PENDING one now instead of
+        after its backoff. A SENT task is never sent twice."""
+        now = self.clock()
+        with self.db.transaction() as session:
+            row = _get_task(session, task_id)
+            if row.state == TaskState.SENT:
+                raise InvalidTransition(f"outbox task {task_id} was already sent; it is not sent twice")
+            if row.state == TaskState.FAILED:
+                row.state = str(TaskState.PENDING)
+                row.pending_since = now
+                row.attempts = 0
+            row.next_attempt_at = now
+            self._audit(
+                session,
+                actor,
+                "outbox.retried",
+                session.get(Order, row.order_fk) if row.order_fk else None,
+                task=task_id,
+                kind=row.kind,
+                destination=row.destination,
+            )
+            view = repo.outbox_task_view(row)
+        self._outbox_written(1)
+        log.info("outbox task retry task=%s kind=%s destination=%s by=%s", task_id, view.kind, view.destination, actor)
+        return view
+
     # --- health -------------------------------------------------------------------------------
 
     def schema_status(self) -> SchemaStatus:
@@ -666,3 +1000,23 @@ def _insert_returning_ids(session: Session, model: type[Any], rows: list[dict[st
 def _raise_problems(problems: list[FieldProblem]) -> None:
     if problems:
         raise ValidationFailed(problems)
+
+
+def _single_match(session: Session, reference: mpps.StepReference) -> ScheduledStep | None:
+    """The scheduled step ``reference`` names: the first link rule that finds exactly one."""
+    for keys in mpps.link_keys(reference):
+        found = repo.steps_matching(session, keys)
+        if len(found) == 1:
+            return found[0]
+    return None
+
+
+def _first_order_id(row: PerformedStep) -> int | None:
+    return row.links[0].step.order_fk if row.links else None
+
+
+def _get_task(session: Session, task_id: int) -> OutboxTask:
+    row = session.get(OutboxTask, task_id)
+    if row is None:
+        raise NotFound(f"outbox task {task_id} does not exist")
+    return row

@@ -62,6 +62,27 @@ class Settings:
     hl7_bind: str = _setting("0.0.0.0", "Address the HL7 MLLP listener binds to.")
     hl7_port: int = _setting(2575, "HL7 MLLP listener port.", minimum=0, maximum=65535)
 
+    mpps_ian_retrieve_ae_title: str = _setting(
+        "", "Retrieve AE Title put in IANs for series whose MPPS names none (e.g. the PACS's AE title)."
+    )
+
+    outbox_initial_delay: float = _setting(
+        5.0, "Seconds before the first retry of a failed delivery (IAN, MPPS forward, HL7 status).", minimum=0.01
+    )
+    outbox_max_delay: float = _setting(
+        600.0, "Longest wait in seconds between two retries (the backoff cap).", minimum=0.01
+    )
+    outbox_give_up_after: float = _setting(
+        259200.0, "Seconds after which a delivery still failing is marked FAILED (default 3 days).", minimum=1
+    )
+    outbox_poll_interval: float = _setting(
+        2.0, "Seconds between looks for due deliveries written by other processes or waiting to retry.", minimum=0.01
+    )
+    outbox_delivery_timeout: float = _setting(
+        30.0, "Network timeout in seconds of one delivery attempt (connect, association, response).", minimum=0.1
+    )
+    outbox_concurrency: int = _setting(4, "Destinations delivered to at the same time.", minimum=1, maximum=64)
+
     @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
@@ -180,6 +201,8 @@ def _with_derived_defaults(settings: Settings) -> Settings:
         raise SettingsError(f"log_level: {settings.log_level!r} is not one of DEBUG, INFO, WARNING, ERROR")
     _check_host_port("web_bind", settings.web_bind)
     _check_ae_title("dicom_ae_title", settings.dicom_ae_title)
+    if settings.mpps_ian_retrieve_ae_title:
+        _check_ae_title("mpps_ian_retrieve_ae_title", settings.mpps_ian_retrieve_ae_title)
     return dataclasses.replace(
         settings,
         instance_path=instance_path,

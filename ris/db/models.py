@@ -232,8 +232,6 @@ class PerformedStep(Timestamped, Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     sop_instance_uid: Mapped[str] = mapped_column(_code(64), unique=True)
     status: Mapped[str] = mapped_column(String(16))  # IN PROGRESS, COMPLETED, DISCONTINUED
-    step_fk: Mapped[int | None] = mapped_column(ForeignKey("scheduled_steps.id"), index=True)
-    order_fk: Mapped[int | None] = mapped_column(ForeignKey("orders.id"), index=True)
     calling_ae: Mapped[str] = mapped_column(String(16), default="")
     study_uid: Mapped[str] = mapped_column(_code(64), default="")
     accession_number: Mapped[str] = mapped_column(_code(16), default="")
@@ -243,8 +241,26 @@ class PerformedStep(Timestamped, Base):
     version: Mapped[int] = mapped_column(Integer, default=1)
 
     events: Mapped[list[PerformedStepEvent]] = relationship(order_by="PerformedStepEvent.id")
+    links: Mapped[list[PerformedStepLink]] = relationship(order_by="PerformedStepLink.id")
 
     __mapper_args__ = {"version_id_col": version}
+
+
+class PerformedStepLink(Base):
+    """A scheduled step a performed step reports on. One performed step can cover several
+    scheduled steps (the group case); one without links is unscheduled, awaiting reconciliation."""
+
+    __tablename__ = "performed_step_links"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    performed_step_fk: Mapped[int] = mapped_column(ForeignKey("performed_steps.id"), index=True)
+    step_fk: Mapped[int] = mapped_column(ForeignKey("scheduled_steps.id"), index=True)
+    linked_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    linked_by: Mapped[str] = mapped_column(String(120))  # the modality's AE, or who reconciled it
+
+    step: Mapped[ScheduledStep] = relationship()
+
+    __table_args__ = (UniqueConstraint("performed_step_fk", "step_fk"),)
 
 
 class PerformedStepEvent(Base):
@@ -270,12 +286,16 @@ class OutboxTask(Base):
     destination: Mapped[str] = mapped_column(String(120))  # AE title or host:port
     # (event, destination): a second enqueue of the same delivery is a no-op.
     dedupe_key: Mapped[str] = mapped_column(String(200), unique=True)
+    # Tasks with the same ordering key are delivered one after the other, by id.
+    ordering_key: Mapped[str | None] = mapped_column(String(200), index=True)
     payload: Mapped[dict[str, Any]]
     state: Mapped[str] = mapped_column(String(16), default="PENDING")  # PENDING, SENT, FAILED
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     last_error: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    # Since when it has been waiting (creation or manual retry): the give-up age counts from here.
+    pending_since: Mapped[dt.datetime] = mapped_column(default=utcnow)
     sent_at: Mapped[dt.datetime | None]
     order_fk: Mapped[int | None] = mapped_column(ForeignKey("orders.id"), index=True)
     performed_step_fk: Mapped[int | None] = mapped_column(ForeignKey("performed_steps.id"), index=True)

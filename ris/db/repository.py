@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Collection
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy import Select, exists, or_, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session, aliased, selectinload
 
-from ris.db.models import Order, Patient, RemoteAe, RequestedProcedure, ScheduledStep
+from ris.db.models import (
+    Order,
+    OutboxTask,
+    Patient,
+    PerformedStep,
+    PerformedStepEvent,
+    PerformedStepLink,
+    RemoteAe,
+    RequestedProcedure,
+    ScheduledStep,
+)
 from ris.domain.errors import NotFound
 from ris.domain.model import (
     AeRole,
@@ -22,6 +36,9 @@ from ris.domain.model import (
     StepData,
     StepView,
 )
+from ris.domain.mpps import LinkedStep, MppsEvent, MppsStatus, MppsView, summarize
+from ris.domain.outbox import NewTask, TaskKind, TaskState
+from ris.domain.outbox import OutboxTask as OutboxTaskView
 from ris.domain.status import StepStatus
 from ris.domain.values import fold_case
 from ris.domain.worklist import SPS_SEQUENCE, build_item
@@ -79,6 +96,88 @@ def open_steps_of_patient(session: Session, patient: Patient) -> list[ScheduledS
 
 def find_remote_ae(session: Session, ae_title: str) -> RemoteAe | None:
     return session.scalars(select(RemoteAe).where(RemoteAe.ae_title == ae_title)).first()
+
+
+_PERFORMED_STEP_GRAPH = selectinload(PerformedStep.links).selectinload(PerformedStepLink.step)
+
+
+def find_performed_step(session: Session, sop_instance_uid: str, *, for_update: bool = False) -> PerformedStep | None:
+    query = select(PerformedStep).where(PerformedStep.sop_instance_uid == sop_instance_uid)
+    if for_update:  # concurrent N-SETs of one step queue up instead of failing the version check
+        query = query.with_for_update(of=PerformedStep)
+    return session.scalars(query.options(_PERFORMED_STEP_GRAPH)).first()
+
+
+def get_performed_step(session: Session, sop_instance_uid: str, *, for_update: bool = False) -> PerformedStep:
+    row = find_performed_step(session, sop_instance_uid, for_update=for_update)
+    if row is None:
+        raise NotFound(f"no performed procedure step {sop_instance_uid}")
+    return row
+
+
+def performed_steps_select() -> Select[PerformedStep]:
+    return select(PerformedStep).options(_PERFORMED_STEP_GRAPH)
+
+
+def unscheduled_filter() -> Any:
+    return ~exists().where(PerformedStepLink.performed_step_fk == PerformedStep.id)
+
+
+def steps_matching(session: Session, keys: dict[str, str]) -> list[ScheduledStep]:
+    """Up to two scheduled steps whose columns equal ``keys`` (two are enough to see ambiguity)."""
+    query = select(ScheduledStep).where(*(getattr(ScheduledStep, name) == value for name, value in keys.items()))
+    return list(session.scalars(query.limit(2).with_for_update(of=ScheduledStep)))
+
+
+def remote_aes_with_flag(session: Session, flag: Any) -> list[RemoteAe]:
+    return list(session.scalars(select(RemoteAe).where(flag).order_by(RemoteAe.ae_title)))
+
+
+def insert_task(session: Session, task: NewTask, now: dt.datetime) -> bool:
+    """Enqueue ``task`` unless a task with its dedupe key exists; True when it was added."""
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = (
+        insert(OutboxTask)
+        .values(
+            kind=str(task.kind),
+            destination=task.destination,
+            dedupe_key=task.dedupe_key,
+            ordering_key=task.ordering_key,
+            payload=task.payload,
+            state=str(TaskState.PENDING),
+            attempts=0,
+            next_attempt_at=now,
+            last_error="",
+            created_at=now,
+            pending_since=now,
+            order_fk=task.order_id,
+            performed_step_fk=task.performed_step_id,
+        )
+        .on_conflict_do_nothing(index_elements=["dedupe_key"])
+        .returning(OutboxTask.id)
+    )
+    return session.execute(statement).scalar() is not None
+
+
+def due_tasks_select(now: dt.datetime, exclude_destinations: Collection[str], limit: int) -> Select[OutboxTask]:
+    """Pending tasks whose time has come, oldest first, leaving out those that wait for an earlier
+    task with the same ordering key (one not yet SENT, including a FAILED one)."""
+    earlier = aliased(OutboxTask)
+    waits = exists().where(
+        earlier.ordering_key == OutboxTask.ordering_key,
+        earlier.id < OutboxTask.id,
+        earlier.state != str(TaskState.SENT),
+    )
+    query = select(OutboxTask).where(
+        OutboxTask.state == str(TaskState.PENDING),
+        OutboxTask.next_attempt_at <= now,
+        or_(OutboxTask.ordering_key.is_(None), ~waits),
+    )
+    if exclude_destinations:
+        query = query.where(OutboxTask.destination.not_in(list(exclude_destinations)))
+    # PostgreSQL: concurrent workers skip each other's rows; SQLite's write lock serialises them.
+    return query.order_by(OutboxTask.id).limit(limit).with_for_update(of=OutboxTask, skip_locked=True)
 
 
 # --- rows -> domain ---------------------------------------------------------------------------
@@ -165,6 +264,58 @@ def remote_ae_view(row: RemoteAe) -> RemoteAE:
         own_items_only=row.own_items_only,
         description=row.description,
         id=row.id,
+    )
+
+
+def linked_step(link: PerformedStepLink) -> LinkedStep:
+    step = link.step
+    return LinkedStep(
+        step_id=step.id,
+        sps_id=step.sps_id,
+        order_id=step.order_fk,
+        accession_number=step.accession_number,
+        status=StepStatus(step.status),
+        linked_by=link.linked_by,
+        linked_at=link.linked_at,
+    )
+
+
+def mpps_view(row: PerformedStep) -> MppsView:
+    return MppsView(
+        id=row.id,
+        sop_instance_uid=row.sop_instance_uid,
+        status=MppsStatus(row.status),
+        calling_ae=row.calling_ae,
+        summary=summarize(row.attributes),
+        links=tuple(linked_step(link) for link in row.links),
+        attributes=row.attributes,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        version=row.version,
+    )
+
+
+def mpps_event(row: PerformedStepEvent) -> MppsEvent:
+    return MppsEvent(
+        id=row.id, kind=row.kind, calling_ae=row.calling_ae, received_at=row.received_at, attributes=row.attributes
+    )
+
+
+def outbox_task_view(row: OutboxTask) -> OutboxTaskView:
+    return OutboxTaskView(
+        id=row.id,
+        kind=TaskKind(row.kind),
+        destination=row.destination,
+        state=TaskState(row.state),
+        attempts=row.attempts,
+        next_attempt_at=row.next_attempt_at,
+        last_error=row.last_error,
+        created_at=row.created_at,
+        pending_since=row.pending_since,
+        sent_at=row.sent_at,
+        order_id=row.order_fk,
+        performed_step_id=row.performed_step_fk,
+        payload=row.payload,
     )
 
 

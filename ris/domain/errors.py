@@ -29,6 +29,14 @@ class ValidationFailed(DomainError):
         super().__init__("; ".join(str(p) for p in problems))
 
 
+class MissingAttribute(ValidationFailed):
+    """A required attribute is absent from the input (DICOM: type 1 attribute not sent)."""
+
+
+class MissingAttributeValue(ValidationFailed):
+    """A required attribute is present but empty (DICOM: type 1 attribute sent without a value)."""
+
+
 class NotFound(DomainError):
     """The thing addressed (order, step, remote AE, ...) does not exist."""
 

@@ -55,3 +55,22 @@ def check_transition(current: StepStatus, target: StepStatus) -> bool:
             raise InvalidTransition(f"the step is already {current} and cannot become {target}")
         raise InvalidTransition(f"a {current} step cannot become {target}")
     return True
+
+
+def transition_path(current: StepStatus, target: StepStatus) -> list[StepStatus]:
+    """The statuses a step passes through to reach ``target`` by allowed moves, shortest first
+    (a SCHEDULED step completed by a modality goes through STARTED). Empty when it is already
+    there; :class:`InvalidTransition` when ``target`` cannot be reached."""
+    paths: dict[StepStatus, list[StepStatus]] = {current: []}
+    frontier = [current]
+    while frontier and target not in paths:
+        following = []
+        for status in frontier:
+            for reachable in sorted(ALLOWED_TRANSITIONS[status]):
+                if reachable not in paths:
+                    paths[reachable] = [*paths[status], reachable]
+                    following.append(reachable)
+        frontier = following
+    if target not in paths:
+        check_transition(current, target)  # raises with the usual wording
+    return paths[target]

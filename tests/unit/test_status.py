@@ -7,7 +7,7 @@ import itertools
 import pytest
 
 from ris.domain.errors import InvalidTransition
-from ris.domain.status import ALLOWED_TRANSITIONS, FINAL_STATUSES, StepStatus, check_transition
+from ris.domain.status import ALLOWED_TRANSITIONS, FINAL_STATUSES, StepStatus, check_transition, transition_path
 
 S = StepStatus
 EXPECTED_ALLOWED = {
@@ -57,3 +57,29 @@ def test_final_statuses() -> None:
     assert all(s.is_final for s in FINAL_STATUSES)
     with pytest.raises(InvalidTransition, match="already COMPLETED"):
         check_transition(S.COMPLETED, S.SCHEDULED)
+
+
+@pytest.mark.parametrize(
+    ("current", "target", "path"),
+    [
+        (StepStatus.SCHEDULED, StepStatus.STARTED, [StepStatus.STARTED]),
+        (StepStatus.SCHEDULED, StepStatus.COMPLETED, [StepStatus.STARTED, StepStatus.COMPLETED]),
+        (StepStatus.ARRIVED, StepStatus.COMPLETED, [StepStatus.STARTED, StepStatus.COMPLETED]),
+        (StepStatus.STARTED, StepStatus.COMPLETED, [StepStatus.COMPLETED]),
+        (StepStatus.SCHEDULED, StepStatus.DISCONTINUED, [StepStatus.DISCONTINUED]),
+        (StepStatus.COMPLETED, StepStatus.COMPLETED, []),
+    ],
+)
+def test_transition_path_takes_the_shortest_allowed_way(
+    current: StepStatus, target: StepStatus, path: list[StepStatus]
+) -> None:
+    assert transition_path(current, target) == path
+
+
+@pytest.mark.parametrize(
+    ("current", "target"),
+    [(StepStatus.CANCELED, StepStatus.STARTED), (StepStatus.COMPLETED, StepStatus.STARTED)],
+)
+def test_transition_path_refuses_what_cannot_be_reached(current: StepStatus, target: StepStatus) -> None:
+    with pytest.raises(InvalidTransition, match="already"):
+        transition_path(current, target)
