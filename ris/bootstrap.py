@@ -17,8 +17,11 @@ import threading
 from pathlib import Path
 from typing import Protocol
 
+from dimse.deliveries import IanDelivery, MppsForwardDelivery
 from ris.db import Database
 from ris.domain.errors import DomainError
+from ris.domain.outbox import TaskKind
+from ris.outbox import Delivery, OutboxWorker
 from ris.services import RisService
 from ris.settings import Settings
 
@@ -81,7 +84,23 @@ def prepare_database(service: RisService) -> None:
 
 def listeners(service: RisService, settings: Settings) -> list[Listener]:
     """Everything the listener process runs."""
-    return []
+    return [outbox_worker(service, settings)]
+
+
+def outbox_worker(service: RisService, settings: Settings) -> OutboxWorker:
+    """The outbox worker with the adapters' deliveries registered for each kind of task."""
+    timeout = settings.outbox_delivery_timeout
+    deliveries: dict[TaskKind, Delivery] = {
+        TaskKind.IAN: IanDelivery(service, settings.dicom_ae_title, timeout),
+        TaskKind.MPPS_FORWARD: MppsForwardDelivery(service, settings.dicom_ae_title, timeout),
+    }
+    return OutboxWorker(
+        service,
+        deliveries,
+        poll_interval=settings.outbox_poll_interval,
+        concurrency=settings.outbox_concurrency,
+        delivery_timeout=timeout,
+    )
 
 
 def run_listeners(settings: Settings) -> int:

@@ -11,6 +11,7 @@ from pathlib import Path
 from ris import bootstrap, transfer
 from ris.domain.errors import DomainError, ValidationFailed
 from ris.domain.model import Actor, AeRole, RemoteAE
+from ris.domain.outbox import OutboxTask, TaskKind, TaskState
 from ris.logs import configure_logging
 from ris.services import RisService
 from ris.settings import Settings, SettingsError, describe_settings, load_settings
@@ -115,6 +116,37 @@ def cmd_ae_remove(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_outbox_list(args: argparse.Namespace, settings: Settings) -> int:
+    tasks = _service(settings).list_outbox_tasks(
+        state=TaskState(args.state) if args.state else None,
+        kind=TaskKind(args.kind) if args.kind else None,
+        limit=args.limit,
+    )
+    print(
+        f"{'id':>6}  {'kind':<12}  {'destination':<21}  {'state':<7}  {'tries':>5}  {'next attempt (UTC)':<19}  subject"
+    )
+    for task in tasks:
+        print(_task_line(task))
+        if task.last_error and task.state is not TaskState.SENT:
+            print(f"{'':>8}last error: {task.last_error}")
+    return 0
+
+
+def _task_line(task: OutboxTask) -> str:
+    when = task.sent_at if task.state is TaskState.SENT else task.next_attempt_at
+    shown = when.strftime("%Y-%m-%d %H:%M:%S") if when else ""
+    return (
+        f"{task.id:>6}  {task.kind:<12}  {task.destination:<21}  {task.state:<7}  {task.attempts:>5}  "
+        f"{shown:<19}  {task.subject}"
+    )
+
+
+def cmd_outbox_retry(args: argparse.Namespace, settings: Settings) -> int:
+    task = _service(settings).retry_outbox_task(args.task_id, _actor())
+    print(f"task {task.id} ({task.kind} to {task.destination}) is due now; the listener process sends it")
+    return 0
+
+
 def cmd_config(args: argparse.Namespace, settings: Settings) -> int:
     for env_name, _default, help_text in describe_settings():
         name = env_name.removeprefix("RIS_").lower()
@@ -168,6 +200,16 @@ def build_parser() -> argparse.ArgumentParser:
     add("list", cmd_ae_list, "list remote AEs", ae)
     ae_remove = add("remove", cmd_ae_remove, "remove a remote AE", ae)
     ae_remove.add_argument("ae_title")
+
+    outbox = commands.add_parser("outbox", help="deliveries to PACS, reporting and the HIS").add_subparsers(
+        dest="outbox_command", required=True
+    )
+    outbox_list = add("list", cmd_outbox_list, "list outbox tasks, newest first", outbox)
+    outbox_list.add_argument("--state", choices=[s.value for s in TaskState])
+    outbox_list.add_argument("--kind", choices=[k.value for k in TaskKind])
+    outbox_list.add_argument("--limit", type=int, default=50)
+    outbox_retry = add("retry", cmd_outbox_retry, "send a FAILED task again, or a PENDING one now", outbox)
+    outbox_retry.add_argument("task_id", type=int)
     return parser
 
 

@@ -764,17 +764,23 @@ class RisService:
             self.outbox_ready.set()
 
     def claim_outbox_tasks(
-        self, *, limit: int, lease: float, exclude_destinations: Collection[str] = ()
+        self, *, destinations: int, lease: float, exclude_destinations: Collection[str] = ()
     ) -> list[OutboxTaskView]:
-        """Take due tasks for delivery: each counts an attempt and is hidden from other workers for
-        ``lease`` seconds. A worker that dies mid-delivery leaves its tasks to be retried after that."""
+        """Take the oldest due task of up to ``destinations`` destinations (one each, so a
+        destination gets one delivery at a time): each counts an attempt and is hidden from other
+        workers for ``lease`` seconds, so a worker that dies mid-delivery leaves it for a retry."""
         now = self.clock()
         with self.db.transaction() as session:
-            rows = list(session.scalars(repo.due_tasks_select(now, exclude_destinations, limit)))
-            for row in rows:
+            candidates = session.scalars(repo.due_tasks_select(now, exclude_destinations, limit=destinations * 8))
+            oldest: dict[str, OutboxTask] = {}
+            for row in candidates:
+                if len(oldest) == destinations:
+                    break
+                oldest.setdefault(row.destination, row)
+            for row in oldest.values():
                 row.attempts += 1
                 row.next_attempt_at = now + dt.timedelta(seconds=lease)
-            return [repo.outbox_task_view(row) for row in rows]
+            return [repo.outbox_task_view(row) for row in oldest.values()]
 
     def complete_outbox_task(self, task_id: int) -> None:
         """The destination confirmed the delivery."""
