@@ -710,48 +710,49 @@ class RisService:
             )
 
     def _enqueue_forwards(self, session: Session, row: PerformedStep, event: PerformedStepEvent) -> int:
-        added = 0
-        for ae in repo.remote_aes_with_flag(session, RemoteAe.is_mpps_forward):
-            added += self._enqueue(
-                session,
-                NewTask(
-                    kind=TaskKind.MPPS_FORWARD,
-                    destination=ae.ae_title,
-                    dedupe_key=tasks.forward_key(event.id, ae.ae_title),
-                    ordering_key=tasks.forward_ordering_key(row.sop_instance_uid, ae.ae_title),
-                    payload={
-                        "subject": row.sop_instance_uid,
-                        "operation": event.kind,
-                        "sop_instance_uid": row.sop_instance_uid,
-                        "attributes": event.attributes,
-                    },
-                    order_id=_first_order_id(row),
-                    performed_step_id=row.id,
-                ),
-            )
-        return added
+        payload = {
+            "subject": row.sop_instance_uid,
+            "operation": event.kind,
+            "sop_instance_uid": row.sop_instance_uid,
+            "attributes": event.attributes,
+        }
+        return self._enqueue_for_each(
+            session,
+            RemoteAe.is_mpps_forward,
+            lambda ae: NewTask(
+                kind=TaskKind.MPPS_FORWARD,
+                destination=ae.ae_title,
+                dedupe_key=tasks.forward_key(event.id, ae.ae_title),
+                ordering_key=tasks.forward_ordering_key(row.sop_instance_uid, ae.ae_title),
+                payload=payload,
+                order_id=_first_order_id(row),
+                performed_step_id=row.id,
+            ),
+        )
 
     def _enqueue_ians(self, session: Session, row: PerformedStep) -> int:
         content = mpps.ian_attributes(row.sop_instance_uid, row.attributes, self.settings.mpps_ian_retrieve_ae_title)
         if content is None:
             log.warning("mpps completed without instances; no IAN uid=%s", row.sop_instance_uid)
             return 0
-        added = 0
-        for ae in repo.remote_aes_with_flag(session, RemoteAe.is_ian_destination):
-            added += self._enqueue(
-                session,
-                NewTask(
-                    kind=TaskKind.IAN,
-                    destination=ae.ae_title,
-                    dedupe_key=tasks.ian_key(row.sop_instance_uid, ae.ae_title),
-                    # One SOP Instance UID per notification, kept for every attempt: a receiver
-                    # sees a re-sent IAN as the same instance (0111 duplicate), not a new one.
-                    payload={"subject": row.sop_instance_uid, "sop_instance_uid": new_uid(), "attributes": content},
-                    order_id=_first_order_id(row),
-                    performed_step_id=row.id,
-                ),
-            )
-        return added
+        return self._enqueue_for_each(
+            session,
+            RemoteAe.is_ian_destination,
+            lambda ae: NewTask(
+                kind=TaskKind.IAN,
+                destination=ae.ae_title,
+                dedupe_key=tasks.ian_key(row.sop_instance_uid, ae.ae_title),
+                # One SOP Instance UID per notification, kept for every attempt: a receiver
+                # sees a re-sent IAN as the same instance (0111 duplicate), not a new one.
+                payload={"subject": row.sop_instance_uid, "sop_instance_uid": new_uid(), "attributes": content},
+                order_id=_first_order_id(row),
+                performed_step_id=row.id,
+            ),
+        )
+
+    def _enqueue_for_each(self, session: Session, role_flag: Any, task_for: Callable[[RemoteAe], NewTask]) -> int:
+        """One task per remote AE with ``role_flag``; how many were added."""
+        return sum(self._enqueue(session, task_for(ae)) for ae in repo.remote_aes_with_flag(session, role_flag))
 
     # --- outbox ----------------------------------------------------------------------------------
 

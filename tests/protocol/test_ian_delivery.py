@@ -7,7 +7,6 @@ import dataclasses
 from collections.abc import Iterator
 
 import pytest
-from pydicom.dataset import Dataset
 
 from dimse.deliveries import IanDelivery
 from ris import bootstrap
@@ -24,7 +23,15 @@ from tests.support.dicom_peers import (
     RecordingScp,
     serving,
 )
-from tests.support.mpps import as_json, n_create, n_set, reference_to, series
+from tests.support.mpps import (
+    as_json,
+    expected_ian_references,
+    ian_references,
+    n_create,
+    n_set,
+    reference_to,
+    series,
+)
 from tests.support.orders import new_order
 from tests.support.processes import free_port, wait_until
 
@@ -93,26 +100,7 @@ def test_the_ian_scp_receives_the_exact_content_of_a_multi_series_step(ris: RisS
     assert ian.StudyInstanceUID == order.procedures[0].study_uid
     (pps,) = ian.ReferencedPerformedProcedureStepSequence
     assert (pps.ReferencedSOPClassUID, pps.ReferencedSOPInstanceUID) == (MPPS_SOP_CLASS, UID)
-    got = [
-        (
-            s.SeriesInstanceUID,
-            i.ReferencedSOPClassUID,
-            i.ReferencedSOPInstanceUID,
-            i.InstanceAvailability,
-            i.RetrieveAETitle,
-        )
-        for s in ian.ReferencedSeriesSequence
-        for i in s.ReferencedSOPSequence
-    ]
-    want = [(ct.SeriesInstanceUID, *_ids(i), "ONLINE", "PACS_A") for i in ct.ReferencedImageSequence] + [
-        (mixed.SeriesInstanceUID, *_ids(i), "ONLINE", "PACS_FALLBACK")
-        for i in [*mixed.ReferencedImageSequence, *mixed.ReferencedNonImageCompositeSOPInstanceSequence]
-    ]
-    assert got == want
-
-
-def _ids(instance: Dataset) -> tuple[str, str]:
-    return instance.ReferencedSOPClassUID, instance.ReferencedSOPInstanceUID
+    assert ian_references(ian) == expected_ian_references((ct, "PACS_A"), (mixed, "PACS_FALLBACK"))
 
 
 @REFUSED_CONNECTION_LEAKS_A_SOCKET

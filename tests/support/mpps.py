@@ -124,6 +124,28 @@ def with_values(dataset: Dataset, **values: Any) -> Dataset:
     return dataset
 
 
+IanReference = tuple[str, str, str, str, str]  # series, SOP class, SOP instance, availability, retrieve AE
+
+
+def ian_references(ian: Dataset) -> list[IanReference]:
+    """Every instance an IAN lists, in order."""
+    return [
+        (s.SeriesInstanceUID, i.ReferencedSOPClassUID, i.ReferencedSOPInstanceUID, i.InstanceAvailability, ae)
+        for s in ian.ReferencedSeriesSequence
+        for i in s.ReferencedSOPSequence
+        for ae in [i.get("RetrieveAETitle", "")]
+    ]
+
+
+def expected_ian_references(*series_and_retrieve_ae: tuple[Dataset, str]) -> list[IanReference]:
+    """What an IAN must list for these Performed Series items, each with the Retrieve AE it should name."""
+    return [
+        (item.SeriesInstanceUID, i.ReferencedSOPClassUID, i.ReferencedSOPInstanceUID, "ONLINE", retrieve_ae)
+        for item, retrieve_ae in series_and_retrieve_ae
+        for i in [*item.ReferencedImageSequence, *item.ReferencedNonImageCompositeSOPInstanceSequence]
+    ]
+
+
 def without(dataset: Dataset, *keywords: str) -> Dataset:
     for keyword in keywords:
         delattr(dataset, keyword)

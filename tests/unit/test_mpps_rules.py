@@ -11,7 +11,17 @@ from ris.domain import mpps
 from ris.domain.dicom_json import Attribute
 from ris.domain.errors import InvalidTransition, MissingAttribute, MissingAttributeValue, ValidationFailed
 from ris.domain.mpps import MppsStatus, StepReference
-from tests.support.mpps import as_json, n_create, n_set, series, step_reference, with_values, without
+from tests.support.mpps import (
+    as_json,
+    expected_ian_references,
+    ian_references,
+    n_create,
+    n_set,
+    series,
+    step_reference,
+    with_values,
+    without,
+)
 
 
 def _problem_fields(error: ValidationFailed) -> list[str]:
@@ -236,25 +246,7 @@ def test_ian_content_lists_every_instance_online_without_patient_data() -> None:
         ct.SeriesInstanceUID,
         other.SeriesInstanceUID,
     ]
-    sent = [
-        (
-            s.SeriesInstanceUID,
-            i.ReferencedSOPClassUID,
-            i.ReferencedSOPInstanceUID,
-            i.InstanceAvailability,
-            i.RetrieveAETitle,
-        )
-        for s in ian.ReferencedSeriesSequence
-        for i in s.ReferencedSOPSequence
-    ]
-    expected = [
-        (ct.SeriesInstanceUID, i.ReferencedSOPClassUID, i.ReferencedSOPInstanceUID, "ONLINE", "PACS_A")
-        for i in ct.ReferencedImageSequence
-    ] + [
-        (other.SeriesInstanceUID, i.ReferencedSOPClassUID, i.ReferencedSOPInstanceUID, "ONLINE", "PACS_FALLBACK")
-        for i in [*other.ReferencedImageSequence, *other.ReferencedNonImageCompositeSOPInstanceSequence]
-    ]
-    assert sent == expected
+    assert ian_references(ian) == expected_ian_references((ct, "PACS_A"), (other, "PACS_FALLBACK"))
     assert {element.keyword for element in ian} == {
         "ReferencedPerformedProcedureStepSequence",
         "StudyInstanceUID",
