@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import CursorResult, delete, func, insert, select
+from sqlalchemy import CursorResult, Row, delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from ris.db import Database, SchemaStatus
@@ -72,7 +72,7 @@ from ris.domain.validation import (
     step_problems,
     validate_new_order,
 )
-from ris.domain.values import ae_title_problem, uid_problem
+from ris.domain.values import ae_title_problem, normalize_person_name, uid_problem
 from ris.domain.worklist import Item, WorklistQuery
 from ris.settings import Settings
 
@@ -373,9 +373,17 @@ class RisService:
         """The items matching ``query`` (one SQL statement), by start time."""
         with self.db.reading() as session:
             rows = session.execute(worklist_select(query)).all()
-        items = [row.item for row in rows]
-        truncated = query.limit is not None and len(items) > query.limit
-        return WorklistResult(items[: query.limit] if truncated else items, truncated)
+        return _worklist_result(query, rows)
+
+    def find_station_worklist(self, query: WorklistQuery, calling_ae: str) -> WorklistResult:
+        """The worklist a modality asks for as ``calling_ae``: a registered station with the
+        own-items-only flag sees only the items scheduled for its AE title."""
+        with self.db.reading() as session:
+            station = repo.find_remote_ae(session, calling_ae)
+            if station is not None and station.is_station and station.own_items_only:
+                query = dataclasses.replace(query, restrict_to_station=calling_ae)
+            rows = session.execute(worklist_select(query)).all()
+        return _worklist_result(query, rows)
 
     def count_worklist_items(self) -> dict[str, int]:
         with self.db.reading() as session:
@@ -943,7 +951,7 @@ def _step_columns(step: StepData) -> dict[str, object]:
         "station_ae": step.station_ae,
         "station_name": step.station_name,
         "start_utc": step.start,
-        "performing_physician": step.performing_physician,
+        "performing_physician": normalize_person_name(step.performing_physician),
         "description": step.description,
         "protocol_value": protocol_value,
         "protocol_scheme": protocol_scheme,
@@ -1002,6 +1010,12 @@ def _insert_returning_ids(session: Session, model: type[Any], rows: list[dict[st
     ids = list(range(first, first + len(rows)))
     session.execute(insert(table), [row | {"id": new_id} for row, new_id in zip(rows, ids, strict=True)])
     return ids
+
+
+def _worklist_result(query: WorklistQuery, rows: Sequence[Row[Any]]) -> WorklistResult:
+    items = [row.item for row in rows]
+    truncated = query.limit is not None and len(items) > query.limit
+    return WorklistResult(items[: query.limit] if truncated else items, truncated)
 
 
 def _raise_problems(problems: list[FieldProblem]) -> None:

@@ -345,7 +345,8 @@ def worklist_columns(
     character_set: str,
     zone: ZoneInfo,
 ) -> dict[str, object]:
-    """Every derived column of a ``scheduled_steps`` row: the copied matching keys and the item."""
+    """Every derived column of a ``scheduled_steps`` row: the copied matching keys and the item.
+    Text matching keys are taken from the item, so SQL and the item agree on every value."""
     item = build_item(
         patient=patient,
         order=order,
@@ -363,15 +364,15 @@ def worklist_columns(
         "start_local": start_date + start_time,
         "patient_id": patient.patient_id,
         "issuer_of_patient_id": patient.issuer,
-        "patient_name": patient.name,
-        "patient_name_folded": fold_case(patient.name),
+        "patient_name": item["PatientName"],
+        "patient_name_folded": fold_case(item["PatientName"]),
         "patient_birth_date": patient.birth_date,
         "patient_sex": patient.sex,
         "accession_number": order.accession_number,
         "requested_procedure_id": procedure.requested_procedure_id,
         "study_uid": procedure.study_uid,
-        "referring_physician": order.referring_physician,
-        "requesting_physician": order.requesting_physician,
+        "referring_physician": item["ReferringPhysicianName"],
+        "requesting_physician": item["RequestingPhysician"],
         "admission_id": order.admission_id,
         "priority": order.priority,
         "item": item,

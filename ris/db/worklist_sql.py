@@ -14,7 +14,9 @@ from ris.db.models import ScheduledStep
 from ris.domain.status import FINAL_STATUSES
 from ris.domain.values import fold_case
 from ris.domain.worklist import (
+    CASE_FOLDABLE_ATTRIBUTES,
     SPS_SEQUENCE,
+    SPS_START_DATE,
     START_DATETIME,
     AnyOf,
     Criterion,
@@ -23,11 +25,13 @@ from ris.domain.worklist import (
     SingleValue,
     Wildcard,
     WorklistQuery,
+    is_universal_pattern,
 )
 
 _SPS = SPS_SEQUENCE + "."
 
-# DICOM keyword (path) -> indexed column holding the same value.
+# DICOM keyword (path) -> the column holding a copy of the same value (indexed where scanners'
+# queries need it, see ScheduledStep.__table_args__); other attributes are read from the item JSON.
 INDEXED_ATTRIBUTES: dict[str, InstrumentedAttribute[str]] = {
     "PatientName": ScheduledStep.patient_name,
     "PatientID": ScheduledStep.patient_id,
@@ -52,8 +56,13 @@ INDEXED_ATTRIBUTES: dict[str, InstrumentedAttribute[str]] = {
     _SPS + "ScheduledProcedureStepLocation": ScheduledStep.location,
     _SPS + "ScheduledProcedureStepStatus": ScheduledStep.status,
 }
-# Case-insensitive matching compares folded text (ris.domain.values.fold_case) on both sides.
+# A copy whose index narrows the search for an attribute: the folded name holds every name the
+# exact one does (folding is character by character), so exact matching adds the folded condition
+# to use its index, and case-insensitive matching needs nothing else.
 FOLDED_ATTRIBUTES: dict[str, InstrumentedAttribute[str]] = {"PatientName": ScheduledStep.patient_name_folded}
+# The SPS start date is matched on the local start date-time, so one family of (key, start_local)
+# indexes serves a date, a date range and a combined date-time range.
+_DAY_START, _DAY_END = "000000", "235959"
 
 
 def _json_value(path: str) -> ColumnElement[str]:
@@ -76,7 +85,7 @@ def _like_pattern(pattern: str) -> str:
 
 def _condition(
     column: ColumnElement[str] | InstrumentedAttribute[str], matcher: Matcher, fold: bool
-) -> ColumnElement[bool] | None:
+) -> ColumnElement[bool]:
     def norm(value: str) -> str:
         return fold_case(value) if fold else value
 
@@ -84,8 +93,6 @@ def _condition(
         case SingleValue(value):
             return column == norm(value)
         case Wildcard(pattern):
-            if pattern.strip("*") == "":
-                return None  # "*" alone matches everything, like a universal key
             return column.like(_like_pattern(norm(pattern)), escape="\\")
         case Range(low, high):
             parts = [column != ""]  # an empty value is outside every range
@@ -95,16 +102,44 @@ def _condition(
                 parts.append(column <= high)
             return and_(*parts)
         case AnyOf(values):
-            return column.in_([norm(v) for v in values])
+            return column.in_(sorted({norm(v) for v in values}))
     raise TypeError(f"unknown matcher {matcher!r}")  # pragma: no cover - exhaustive above
 
 
+def _start_date_condition(matcher: Matcher) -> ColumnElement[bool]:
+    match matcher:
+        case SingleValue(day):
+            return _condition(ScheduledStep.start_local, Range(day + _DAY_START, day + _DAY_END), fold=False)
+        case Range(low, high):
+            return _condition(
+                ScheduledStep.start_local,
+                Range(low and low + _DAY_START, high and high + _DAY_END),
+                fold=False,
+            )
+    return _condition(ScheduledStep.start_date, matcher, fold=False)
+
+
 def criterion_condition(criterion: Criterion) -> ColumnElement[bool] | None:
-    folded = FOLDED_ATTRIBUTES.get(criterion.attribute) if criterion.case_insensitive else None
-    if folded is not None:
-        return _condition(folded, criterion.matcher, fold=True)
-    column = INDEXED_ATTRIBUTES.get(criterion.attribute)
-    return _condition(column if column is not None else _json_value(criterion.attribute), criterion.matcher, fold=False)
+    """The SQL condition of one criterion; ``None`` for one that matches everything."""
+    matcher, attribute = criterion.matcher, criterion.attribute
+    if isinstance(matcher, Wildcard) and is_universal_pattern(matcher.pattern):
+        return None
+    if criterion.case_insensitive and attribute not in CASE_FOLDABLE_ATTRIBUTES:
+        raise ValueError(f"{attribute} cannot be matched without regard to case")
+    if attribute == SPS_START_DATE:
+        return _start_date_condition(matcher)
+    folded = FOLDED_ATTRIBUTES.get(attribute)
+    if folded is not None and not isinstance(matcher, Range):
+        narrowed = _condition(folded, matcher, fold=True)
+        return (
+            narrowed
+            if criterion.case_insensitive
+            else and_(narrowed, _condition(INDEXED_ATTRIBUTES[attribute], matcher, fold=False))
+        )
+    column = INDEXED_ATTRIBUTES.get(attribute)
+    return _condition(
+        column if column is not None else _json_value(attribute), matcher, fold=criterion.case_insensitive
+    )
 
 
 def worklist_select(query: WorklistQuery) -> Select[tuple[int, str, dict[str, object]]]:

@@ -141,6 +141,13 @@ def parse_tm(value: str) -> dt.time:
     return dt.time(hour, minute, second, int(fraction.ljust(6, "0")) if fraction else 0)
 
 
+def normalize_person_name(value: str) -> str:
+    """A PN value without trailing component (``^``) and group (``=``) separators or padding:
+    PS3.5 6.2 makes them insignificant, so ``MUELLER^HANS^^`` and ``MUELLER^HANS`` are one name and
+    must match each other as whole strings."""
+    return value.rstrip("^= ")
+
+
 def fold_case(text: str) -> str:
     """Upper-case folding that keeps the length (so ``?`` still matches one character):
     characters whose upper case is longer, like ``ß``, stay as they are."""

@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 
 from ris.domain.model import CodedEntry, OrderData, PatientData, ProcedureData, StepData
 from ris.domain.status import StepStatus
+from ris.domain.values import normalize_person_name as pn
 
 Item = dict[str, Any]
 
@@ -44,18 +45,19 @@ def build_item(
     zone: ZoneInfo,
 ) -> Item:
     """The worklist item (Table K.6-1 attributes and the request/order context we hold).
-    ``procedure.steps`` is not read: ``step`` is the one step this item is about."""
+    ``procedure.steps`` is not read: ``step`` is the one step this item is about. Person names are
+    kept without insignificant trailing separators, so matching compares like with like."""
     start_date, start_time = local_date_time(step.start, zone)
     return {
         "SpecificCharacterSet": character_set,
-        "PatientName": patient.name,
+        "PatientName": pn(patient.name),
         "PatientID": patient.patient_id,
         "IssuerOfPatientID": patient.issuer,
         "PatientBirthDate": patient.birth_date,
         "PatientSex": patient.sex,
         "AccessionNumber": order.accession_number,
-        "ReferringPhysicianName": order.referring_physician,
-        "RequestingPhysician": order.requesting_physician,
+        "ReferringPhysicianName": pn(order.referring_physician),
+        "RequestingPhysician": pn(order.requesting_physician),
         "PlacerOrderNumberImagingServiceRequest": order.placer_order_number,
         "FillerOrderNumberImagingServiceRequest": order.filler_order_number,
         "ReasonForTheRequestedProcedure": order.reason,
@@ -76,7 +78,7 @@ def build_item(
                 "ScheduledStationName": step.station_name,
                 "ScheduledProcedureStepStartDate": start_date,
                 "ScheduledProcedureStepStartTime": start_time,
-                "ScheduledPerformingPhysicianName": step.performing_physician,
+                "ScheduledPerformingPhysicianName": pn(step.performing_physician),
                 "ScheduledProcedureStepDescription": step.description,
                 "ScheduledProtocolCodeSequence": _code_sequence(step.protocol),
                 "ScheduledProcedureStepID": step.sps_id,
@@ -93,6 +95,17 @@ def build_item(
 # time (PS3.4 C.2.2.2.5) is the pseudo attribute START_DATETIME.
 
 START_DATETIME = "ScheduledProcedureStepSequence.StartDateTime"
+SPS_START_DATE = "ScheduledProcedureStepSequence.ScheduledProcedureStepStartDate"
+SPS_START_TIME = "ScheduledProcedureStepSequence.ScheduledProcedureStepStartTime"
+
+# Attributes that can be matched without regard to case (Criterion.case_insensitive): Patient's
+# Name has a folded copy, Modality is stored in upper case (its defined terms are).
+CASE_FOLDABLE_ATTRIBUTES = frozenset({"PatientName", "ScheduledProcedureStepSequence.Modality"})
+
+
+def is_universal_pattern(pattern: str) -> bool:
+    """``*`` (or ``**``...) alone matches everything, like an empty key (PS3.4 C.2.2.2.3)."""
+    return pattern.strip("*") == ""
 
 
 @dataclass(frozen=True)
@@ -130,7 +143,7 @@ Matcher = SingleValue | Wildcard | Range | AnyOf
 class Criterion:
     attribute: str
     matcher: Matcher
-    case_insensitive: bool = False
+    case_insensitive: bool = False  # only for CASE_FOLDABLE_ATTRIBUTES
 
 
 @dataclass(frozen=True)

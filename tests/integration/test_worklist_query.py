@@ -151,3 +151,27 @@ def test_station_restriction_and_limit(service: RisService, accessions: dict[str
     result = service.find_worklist_items(WorklistQuery(limit=5))
     assert not result.truncated
     assert len(result.items) == 5
+
+
+def test_case_insensitive_matching_only_where_the_table_supports_it(service: RisService) -> None:
+    with pytest.raises(ValueError, match="without regard to case"):
+        found(service, Criterion("AdmissionID", SingleValue("x"), case_insensitive=True))
+
+
+def test_person_names_are_kept_without_insignificant_trailing_separators(service: RisService) -> None:
+    command = new_order(
+        patient={"name": "MEIER^ANNA^^"}, steps=(step(performing_physician="WEBER^KLAUS^^^", sps_id="SPS-PN"),)
+    )
+    accession = service.schedule_order(command, CLERK).order.accession_number
+    [item] = service.find_worklist_items(
+        WorklistQuery(criteria=(Criterion("PatientName", SingleValue("MEIER^ANNA")),))
+    ).items
+    assert item["AccessionNumber"] == accession
+    assert item[SPS_SEQUENCE][0]["ScheduledPerformingPhysicianName"] == "WEBER^KLAUS"
+    performing = Criterion(SPS + "ScheduledPerformingPhysicianName", SingleValue("WEBER^KLAUS"))
+    assert found(service, performing) == [accession]
+    # The same order sent again (HL7 XO) does not count as a schedule change of a started step.
+    service.set_step_status(
+        service.find_order(OrderKey(accession_number=accession)).steps[0].id, StepStatus.STARTED, CLERK
+    )  # type: ignore[union-attr]
+    service.update_order(OrderKey(accession_number=accession), command, CLERK)
