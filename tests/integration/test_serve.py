@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from ris.settings import Settings
-from tests.support.processes import free_port, http_get, ris_env, wait_until
+from tests.support.processes import free_port, http_get, ris_env, ris_process, stop_process, wait_until
 
 
 @pytest.mark.slow
@@ -28,22 +26,14 @@ def test_serve_starts_everything_and_stops_cleanly(settings: Settings, tmp_path:
     )
     if "sqlite" in settings.database_url:
         env.pop("RIS_DATABASE_URL")  # the embedded default: instance/ris.db, created at first start
-    server = subprocess.Popen(
-        [sys.executable, "-m", "ris.cli", "serve"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-    try:
+    with ris_process(env, "serve") as server:
         status, body = wait_until(lambda: http_get(f"http://127.0.0.1:{port}/healthz"), what="/healthz")
         assert status == 200
         assert b'"status":"ok"' in body
         if "sqlite" in settings.database_url:
             assert (instance / "ris.db").exists()
             assert (instance / "secret_key").exists()
-        server.send_signal(stop_signal)
-        output, _ = server.communicate(timeout=30)
-    finally:
-        if server.poll() is None:
-            server.kill()
-            server.communicate()
+        output = stop_process(server, stop_signal)
     assert server.returncode == 0, output
     with pytest.raises(AssertionError):
         wait_until(lambda: http_get(f"http://127.0.0.1:{port}/healthz"), timeout=0.5, what="nothing")

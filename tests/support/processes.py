@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +41,27 @@ def run_ris(settings: Settings, *args: str, **extra_env: str) -> subprocess.Comp
         timeout=120,
         check=False,
     )
+
+
+@contextmanager
+def ris_process(env: dict[str, str], *args: str) -> Iterator[subprocess.Popen[str]]:
+    """``ris ARGS`` running in the background (output collected); killed if the test leaves it."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ris.cli", *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+
+
+def stop_process(process: subprocess.Popen[str], stop_signal: int = signal.SIGTERM) -> str:
+    """Send ``stop_signal`` and wait for the process to end; returns its output."""
+    process.send_signal(stop_signal)
+    output, _ = process.communicate(timeout=30)
+    return output
 
 
 def free_port() -> int:
