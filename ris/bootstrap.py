@@ -17,7 +17,9 @@ import threading
 from pathlib import Path
 from typing import Protocol
 
+from dimse.ae import AssociationPolicy, DicomListener, DicomService, VerificationService
 from dimse.deliveries import IanDelivery, MppsForwardDelivery
+from dimse.mwl import ModalityWorklistService
 from ris.db import Database
 from ris.domain.errors import DomainError
 from ris.domain.outbox import TaskKind
@@ -82,9 +84,15 @@ def prepare_database(service: RisService) -> None:
     )
 
 
+def dicom_services(service: RisService, settings: Settings) -> list[DicomService]:
+    """The services of our DICOM AE, all on one port and AE title."""
+    return [VerificationService(), ModalityWorklistService(service, settings)]
+
+
 def listeners(service: RisService, settings: Settings) -> list[Listener]:
     """Everything the listener process runs."""
-    return [outbox_worker(service, settings)]
+    policy = AssociationPolicy(settings, service.get_remote_ae)
+    return [DicomListener(settings, dicom_services(service, settings), policy), outbox_worker(service, settings)]
 
 
 def outbox_worker(service: RisService, settings: Settings) -> OutboxWorker:

@@ -41,4 +41,6 @@ def configure_logging(settings: Settings) -> None:
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level)
     # Alembic narrates every schema check at INFO; ris.bootstrap logs the migrations that matter.
-    logging.getLogger("alembic").setLevel(max(logging.WARNING, root.level))
+    # pynetdicom narrates every association and DIMSE message; dimse logs one line per query.
+    for chatty in ("alembic", "pynetdicom"):
+        logging.getLogger(chatty).setLevel(max(logging.WARNING, root.level))

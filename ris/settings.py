@@ -58,6 +58,36 @@ class Settings:
     dicom_ae_title: str = _setting("RISBROKER", "Our DICOM AE title (worklist, MPPS, verification).")
     dicom_bind: str = _setting("0.0.0.0", "Address the DICOM listener binds to.")
     dicom_port: int = _setting(11112, "DICOM listener port.", minimum=0, maximum=65535)
+    dicom_max_associations: int = _setting(
+        50, "Simultaneous DICOM associations (idle connections count too).", minimum=1, maximum=1000
+    )
+    dicom_max_pdu_bytes: int = _setting(
+        65536,
+        "Largest PDU a peer may send us (our Maximum Length Receive); a bigger one aborts the association.",
+        minimum=16384,
+        maximum=16 * 1024 * 1024,
+    )
+    dicom_acse_timeout: float = _setting(
+        30.0, "Seconds to wait for an association request or release.", minimum=1, maximum=3600
+    )
+    dicom_dimse_timeout: float = _setting(30.0, "Seconds to wait for a DIMSE message.", minimum=1, maximum=3600)
+    dicom_network_timeout: float = _setting(
+        60.0, "Seconds an idle or stalled DICOM connection is kept open.", minimum=1, maximum=3600
+    )
+    dicom_require_called_ae: bool = _setting(
+        True, "Reject associations whose called AE title is not ours (dicom_ae_title)."
+    )
+    dicom_calling_ae_policy: CallingAePolicy = _setting(
+        "open", "open: any calling AE; registered: only remote AEs with the station role (and their host, if set)."
+    )
+
+    mwl_result_cap: int = _setting(
+        1000, "Most worklist items one C-FIND returns; more matches end with status A700.", minimum=1, maximum=100000
+    )
+    mwl_case_insensitive_patient_name: bool = _setting(
+        True, "Match Patient's Name without regard to case (MUELLER* finds Mueller^Hans)."
+    )
+    mwl_case_insensitive_modality: bool = _setting(False, "Match Modality without regard to case (mr finds MR).")
 
     hl7_bind: str = _setting("0.0.0.0", "Address the HL7 MLLP listener binds to.")
     hl7_port: int = _setting(2575, "HL7 MLLP listener port.", minimum=0, maximum=65535)
