@@ -11,6 +11,7 @@ import logging
 import os
 import secrets
 import signal
+import ssl
 import subprocess
 import sys
 import threading
@@ -20,6 +21,9 @@ from typing import Protocol
 from dimse.ae import AssociationPolicy, DicomListener, DicomService, VerificationService
 from dimse.deliveries import IanDelivery, MppsForwardDelivery
 from dimse.mwl import ModalityWorklistService
+from hl7.intake import Intake
+from hl7.mapping import MappingError, OrderMapping, load_mapping
+from hl7.server import MllpServer, ServerLimits
 from ris.db import Database
 from ris.domain.errors import DomainError
 from ris.domain.outbox import TaskKind
@@ -92,7 +96,11 @@ def dicom_services(service: RisService, settings: Settings) -> list[DicomService
 def listeners(service: RisService, settings: Settings) -> list[Listener]:
     """Everything the listener process runs."""
     policy = AssociationPolicy(settings, service.get_remote_ae)
-    return [DicomListener(settings, dicom_services(service, settings), policy), outbox_worker(service, settings)]
+    return [
+        DicomListener(settings, dicom_services(service, settings), policy),
+        hl7_listener(service, settings),
+        outbox_worker(service, settings),
+    ]
 
 
 def outbox_worker(service: RisService, settings: Settings) -> OutboxWorker:
@@ -109,6 +117,47 @@ def outbox_worker(service: RisService, settings: Settings) -> OutboxWorker:
         concurrency=settings.outbox_concurrency,
         delivery_timeout=timeout,
     )
+
+
+def hl7_listener(service: RisService, settings: Settings) -> MllpServer:
+    try:
+        intake = Intake(service, hl7_mapping(settings), default_charset=settings.hl7_default_charset)
+    except ValueError as error:
+        raise StartupError(str(error)) from None
+    limits = ServerLimits(
+        max_message_bytes=settings.hl7_max_message_bytes,
+        read_deadline=settings.hl7_read_deadline,
+        idle_timeout=settings.hl7_idle_timeout,
+        max_connections=settings.hl7_max_connections,
+    )
+    return MllpServer(
+        intake, host=settings.hl7_bind, port=settings.hl7_port, limits=limits, ssl_context=_hl7_tls(settings)
+    )
+
+
+def hl7_mapping(settings: Settings) -> OrderMapping:
+    """The site's HL7 mapping: the defaults with ``hl7_mapping_file`` applied."""
+    if not settings.hl7_mapping_file:
+        return load_mapping(None)
+    try:
+        return load_mapping(settings.instance_path / settings.hl7_mapping_file)
+    except MappingError as error:
+        raise StartupError(f"hl7_mapping_file: {error}") from None
+
+
+def _hl7_tls(settings: Settings) -> ssl.SSLContext | None:
+    if not settings.hl7_tls_cert:
+        if settings.hl7_tls_key:
+            raise StartupError("hl7_tls_key is set but hl7_tls_cert is not: set both for MLLP over TLS")
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    cert = settings.instance_path / settings.hl7_tls_cert
+    key = settings.instance_path / settings.hl7_tls_key if settings.hl7_tls_key else None
+    try:
+        context.load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as error:
+        raise StartupError(f"hl7_tls_cert/hl7_tls_key: cannot load {cert}: {error}") from None
+    return context
 
 
 def run_listeners(settings: Settings) -> int:

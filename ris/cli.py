@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import getpass
+import re
+import ssl
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from hl7.client import MllpClient, MllpError
+from hl7.er7 import read_header
+from hl7.fieldnames import describe
+from hl7.samples import sample_order
 from ris import bootstrap, transfer
 from ris.domain.errors import DomainError, ValidationFailed
 from ris.domain.model import Actor, AeRole, RemoteAE
@@ -156,6 +163,83 @@ def cmd_config(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_hl7_send(args: argparse.Namespace, settings: Settings) -> int:
+    if args.sample:
+        messages = [sample_order(dt.datetime.now(settings.zone))]
+    else:
+        try:
+            messages = split_messages(Path(args.file).read_bytes().decode(args.encoding))
+        except (OSError, UnicodeDecodeError) as exc:
+            raise DomainError(f"{args.file}: cannot be read: {exc}") from exc
+        if not messages:
+            raise DomainError(f"{args.file}: no HL7 message in it (each starts with MSH)")
+    host, _, port = (args.to or f"127.0.0.1:{settings.hl7_port}").rpartition(":")
+    context = ssl.create_default_context(cafile=args.tls_ca) if args.tls_ca else None
+    failed = 0
+    with MllpClient(host or "127.0.0.1", int(port), timeout=args.timeout, ssl_context=context) as client:
+        for message in messages:
+            try:
+                ack = client.send(message)
+            except MllpError as exc:
+                print(f"{read_header(message).control_id}: no ACK: {exc}")
+                failed += 1
+                continue
+            print(f"{ack.control_id}: {ack.code}{' ' + ack.text if ack.text else ''}")
+            for error in ack.errors:
+                print(f"    {error}")
+            failed += not ack.accepted
+    return 1 if failed else 0
+
+
+def split_messages(text: str) -> list[str]:
+    """The HL7 messages in a file: each starts with an MSH line; segments end with CR, LF or CRLF."""
+    lines = [line for line in re.split(r"\r\n|\r|\n", text) if line.strip()]
+    messages: list[list[str]] = []
+    for line in lines:
+        if line.startswith("MSH") or not messages:
+            messages.append([])
+        messages[-1].append(line)
+    return ["\r".join(segments) + "\r" for segments in messages]
+
+
+def cmd_hl7_log(args: argparse.Namespace, settings: Settings) -> int:
+    entries = _service(settings).message_journal(
+        limit=args.limit, failures_only=args.errors, control_id=args.control_id or ""
+    )
+    for entry in entries:
+        received = entry.received_at.astimezone(settings.zone).strftime("%Y-%m-%d %H:%M:%S")
+        sender = f"{entry.sending_application}/{entry.sending_facility}"
+        order = f"order={entry.order_id}" if entry.order_id else ""
+        print(
+            f"{received}  {entry.ack_code:<2}  {sender:<24}  {entry.control_id:<22}  {entry.message_type:<8}  {order}"
+        )
+        if entry.error:
+            print(f"    {entry.error}")
+        if args.show:
+            for label, raw in (("message", entry.raw), ("ack", entry.ack)):
+                print(f"    {label}:")
+                for segment in raw.decode("utf-8", errors="replace").split("\r"):
+                    if segment:
+                        print(f"      {segment}")
+    return 0
+
+
+def cmd_hl7_mapping(args: argparse.Namespace, settings: Settings) -> int:
+    mapping = bootstrap.hl7_mapping(settings)
+    print("Fields (first field with a value wins):")
+    for target, rule in mapping.fields.items():
+        sources = ", ".join(describe(path) for path in rule.sources)
+        print(f"  {target:<34} {rule.kind:<12} {sources}")
+    print("Order control (ORC-1/ORC-5):")
+    for (control, status), action in mapping.order_control.items():
+        print(f"  {control}/{status:<4} {action}")
+    print("Priorities (ORC-7.6, TQ1-9): " + ", ".join(f"{code}={value}" for code, value in mapping.priorities.items()))
+    for station in mapping.station_rules:
+        where = f" at {station.location}" if station.location else ""
+        print(f"Station rule: {station.modality}{where} -> {station.station_ae} {station.station_name}".rstrip())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ris", description="RIS worklist and MPPS broker")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -186,6 +270,23 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--format", choices=("json", "csv"), help="default: from --output, else json")
     exp.add_argument("--output", "-o", help="file to write (default: standard output)")
     exp.add_argument("--open-only", action="store_true", help="leave out completed, discontinued, canceled")
+
+    hl7 = commands.add_parser("hl7", help="HL7 interface: send test messages, the journal, the mapping")
+    hl7_commands = hl7.add_subparsers(dest="hl7_command", required=True)
+    send = add("send", cmd_hl7_send, "send HL7 messages from a file (or a sample order) over MLLP", hl7_commands)
+    source = send.add_mutually_exclusive_group(required=True)
+    source.add_argument("file", nargs="?", help="file with one or more messages, each starting with MSH")
+    source.add_argument("--sample", action="store_true", help="send a sample new order (ORM^O01)")
+    send.add_argument("--to", help="host:port of the listener (default: 127.0.0.1 and hl7_port)")
+    send.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for each ACK")
+    send.add_argument("--encoding", default="utf-8", help="encoding of FILE (default utf-8)")
+    send.add_argument("--tls-ca", help="use TLS, trusting the CA certificates in this PEM file")
+    log = add("log", cmd_hl7_log, "show the journal of received HL7 messages, newest first", hl7_commands)
+    log.add_argument("--limit", type=int, default=20)
+    log.add_argument("--errors", action="store_true", help="only messages not answered AA")
+    log.add_argument("--control-id", help="only messages with this MSH-10")
+    log.add_argument("--show", action="store_true", help="print each message and its ACK")
+    add("mapping", cmd_hl7_mapping, "show the effective HL7 field mapping and order control table", hl7_commands)
 
     ae = commands.add_parser("ae", help="remote AEs: stations and destinations").add_subparsers(
         dest="ae_command", required=True

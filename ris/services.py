@@ -24,6 +24,7 @@ from ris.db import repository as repo
 from ris.db.models import (
     AuditEvent,
     Base,
+    Hl7Message,
     Order,
     OutboxTask,
     Patient,
@@ -42,12 +43,29 @@ from ris.domain.dicom_json import DicomJson
 from ris.domain.errors import (
     AlreadyExists,
     ConcurrentUpdate,
+    DomainError,
     FieldProblem,
     InvalidTransition,
     NotFound,
+    StorageUnavailable,
     ValidationFailed,
 )
 from ris.domain.ids import new_short_id, new_uid
+from ris.domain.inbound import (
+    Answer,
+    Applied,
+    ChangeOrderStatus,
+    CommandFailed,
+    InboundMessage,
+    JournalEntry,
+    MergePatients,
+    OrderCommand,
+    Receipt,
+    Reply,
+    ScheduleOrder,
+    UpdateOrder,
+    UpdatePatient,
+)
 from ris.domain.model import (
     Actor,
     AeRole,
@@ -67,6 +85,7 @@ from ris.domain.outbox import OutboxTask as OutboxTaskView
 from ris.domain.status import RESCHEDULABLE_STATUSES, StepStatus, check_transition, transition_path
 from ris.domain.validation import (
     choose_character_set,
+    new_order_problems,
     order_texts,
     patient_problems,
     step_problems,
@@ -311,39 +330,44 @@ class RisService:
         Returns how many open items changed."""
         _raise_problems(patient_problems(patient))
         with self.db.transaction() as session:
-            row = repo.find_patient(session, patient.patient_id, patient.issuer)
-            if row is None:
-                raise NotFound(f"no patient {patient.patient_id!r} (issuer {patient.issuer!r})")
-            changed = self._apply_patient(session, row, patient)
-            if changed:
-                self._audit(session, actor, "patient.updated", None, patient=row.id, items=changed)
-            return changed
+            return self._update_patient(session, patient, actor)
+
+    def _update_patient(self, session: Session, patient: PatientData, actor: Actor) -> int:
+        row = repo.find_patient(session, patient.patient_id, patient.issuer)
+        if row is None:
+            raise NotFound(f"no patient {patient.patient_id!r} (issuer {patient.issuer!r})")
+        changed = self._apply_patient(session, row, patient)
+        if changed:
+            self._audit(session, actor, "patient.updated", None, patient=row.id, items=changed)
+        return changed
 
     def merge_patients(self, surviving: PatientData, prior_id: str, prior_issuer: str, actor: Actor) -> int:
         """HL7 ADT^A40: the prior patient record was a duplicate of ``surviving``. Its orders move
         to the surviving patient; returns how many open items moved."""
         _raise_problems(patient_problems(surviving))
         with self.db.transaction() as session:
-            prior = repo.find_patient(session, prior_id, prior_issuer)
-            if prior is None:
-                raise NotFound(f"no prior patient {prior_id!r} (issuer {prior_issuer!r}) to merge")
-            target = self._upsert_patient(session, surviving, actor)
-            if target.id == prior.id:
-                raise ValidationFailed([FieldProblem("prior_patient", "is the same record as the surviving patient")])
-            moved_steps = repo.open_steps_of_patient(session, prior)
-            for order in list(prior.orders):
-                order.patient = target
-            prior.merged_into_id = target.id
-            session.flush()
-            for step in moved_steps:
-                repo.refresh_worklist_row(step, self.zone)
-            self._audit(
-                session, actor, "patient.merged", None, surviving=target.id, prior=prior.id, items=len(moved_steps)
-            )
-            log.info(
-                "patients merged surviving=%s prior=%s items=%d by=%s", target.id, prior.id, len(moved_steps), actor
-            )
-            return len(moved_steps)
+            return self._merge_patients(session, surviving, prior_id, prior_issuer, actor)
+
+    def _merge_patients(
+        self, session: Session, surviving: PatientData, prior_id: str, prior_issuer: str, actor: Actor
+    ) -> int:
+        prior = repo.find_patient(session, prior_id, prior_issuer)
+        if prior is None:
+            raise NotFound(f"no prior patient {prior_id!r} (issuer {prior_issuer!r}) to merge")
+        target = self._upsert_patient(session, surviving, actor)
+        session.flush()  # a surviving patient seen for the first time needs its id for merged_into_id
+        if target.id == prior.id:
+            raise ValidationFailed([FieldProblem("prior_patient", "is the same record as the surviving patient")])
+        moved_steps = repo.open_steps_of_patient(session, prior)
+        for order in list(prior.orders):
+            order.patient = target
+        prior.merged_into_id = target.id
+        session.flush()
+        for step in moved_steps:
+            repo.refresh_worklist_row(step, self.zone)
+        self._audit(session, actor, "patient.merged", None, surviving=target.id, prior=prior.id, items=len(moved_steps))
+        log.info("patients merged surviving=%s prior=%s items=%d by=%s", target.id, prior.id, len(moved_steps), actor)
+        return len(moved_steps)
 
     def _upsert_patient(self, session: Session, data: PatientData, actor: Actor) -> Patient:
         patient = repo.find_patient(session, data.patient_id, data.issuer)
@@ -366,6 +390,140 @@ class RisService:
         for step in steps:
             repo.refresh_worklist_row(step, self.zone)
         return len(steps)
+
+    # --- messages from other systems (the HIS feed) -----------------------------------------
+
+    def receive_message(
+        self, message: InboundMessage, commands: Sequence[OrderCommand], actor: Actor, answer: Answer
+    ) -> Receipt:
+        """Journal ``message``, apply its ``commands`` and store the reply that ``answer`` words for
+        the outcome, in ONE transaction that has committed when this returns, so before the adapter
+        sends the reply. A message already journaled (same sender, facility and control id) gets its
+        stored reply again and changes nothing.
+
+        When a command cannot be applied nothing of the message changes, but the message and the
+        reply to the failure are journaled all the same, so that a replay gets the same answer. An
+        adapter that rejects a message before it becomes commands passes no commands and an
+        ``answer`` that ignores the outcome. `StorageUnavailable` leaves this method: then nothing
+        was stored, and the adapter must not answer as if it had been."""
+        failure = self._validation_failure(commands)
+        if failure is None:
+            try:
+                with self.db.transaction() as session:
+                    stored = repo.find_hl7_message(
+                        session, message.sending_application, message.sending_facility, message.control_id
+                    )
+                    if stored is not None:
+                        return _replay(stored, message)
+                    applied = self._apply_commands(session, commands, actor)
+                    reply = answer(applied)
+                    row = self._journal(session, message, reply, applied.order_ids[0] if applied.order_ids else None)
+                    return Receipt(reply, replayed=False, journal_id=row.id)
+            except _CommandRejected as rejected:
+                failure = rejected.failure
+            except StorageUnavailable:
+                raise
+            except DomainError as error:
+                # A conflict found at commit (a unique key, a concurrent update, the same message
+                # journaled meanwhile by another connection): no single command to blame.
+                failure = CommandFailed(None, error)
+        return self._journal_failure(message, failure, answer)
+
+    def _validation_failure(self, commands: Sequence[OrderCommand]) -> CommandFailed | None:
+        for index, command in enumerate(commands):
+            match command:
+                case ScheduleOrder(order=order) | UpdateOrder(order=order):
+                    problems = new_order_problems(order)
+                case UpdatePatient(patient=patient) | MergePatients(surviving=patient):
+                    problems = patient_problems(patient)
+            if problems:
+                return CommandFailed(index, ValidationFailed(problems))
+        return None
+
+    def _apply_commands(self, session: Session, commands: Sequence[OrderCommand], actor: Actor) -> Applied:
+        order_ids: list[int] = []
+        items = 0
+        for index, command in enumerate(commands):
+            try:
+                order_id, changed = self._apply_command(session, command, actor)
+            except StorageUnavailable:
+                raise
+            except DomainError as error:
+                raise _CommandRejected(CommandFailed(index, error)) from error
+            if order_id is not None:
+                order_ids.append(order_id)
+            items += changed
+        return Applied(tuple(order_ids), items)
+
+    def _apply_command(self, session: Session, command: OrderCommand, actor: Actor) -> tuple[int | None, int]:
+        """(order id, worklist items changed) of one validated command."""
+        match command:
+            case ScheduleOrder(order=new):
+                order = self._schedule_order(session, new, actor)
+                return order.id, len(_steps(order))
+            case UpdateOrder(key=key, order=new):
+                order = self._load_order(session, key)
+                self._update_order(session, order, new, actor)
+                return order.id, len(_steps(order))
+            case ChangeOrderStatus(key=key, target=target, reason=reason):
+                order = self._load_order(session, key)
+                return order.id, len(self._change_order_status(session, order, target, actor, reason))
+            case UpdatePatient(patient=patient):
+                return None, self._update_patient(session, patient, actor)
+            case MergePatients(surviving=surviving, prior_id=prior_id, prior_issuer=prior_issuer):
+                return None, self._merge_patients(session, surviving, prior_id, prior_issuer, actor)
+
+    def _journal_failure(self, message: InboundMessage, failure: CommandFailed, answer: Answer) -> Receipt:
+        """Journal a message whose commands changed nothing, with the reply to ``failure``."""
+        try:
+            with self.db.transaction() as session:
+                stored = repo.find_hl7_message(
+                    session, message.sending_application, message.sending_facility, message.control_id
+                )
+                if stored is not None:
+                    return _replay(stored, message)
+                reply = answer(failure)
+                row = self._journal(session, message, reply, None)
+                return Receipt(reply, replayed=False, journal_id=row.id)
+        except AlreadyExists:
+            # Another connection journaled the same message between our look-up and our insert.
+            with self.db.reading() as session:
+                stored = repo.find_hl7_message(
+                    session, message.sending_application, message.sending_facility, message.control_id
+                )
+                if stored is None:
+                    raise
+                return _replay(stored, message)
+
+    def _journal(self, session: Session, message: InboundMessage, reply: Reply, order_id: int | None) -> Hl7Message:
+        row = Hl7Message(
+            received_at=self.clock(),
+            peer=message.peer,
+            sending_application=message.sending_application,
+            sending_facility=message.sending_facility,
+            control_id=message.control_id,
+            message_type=message.message_type,
+            raw=message.raw,
+            ack_code=reply.code,
+            ack=reply.body,
+            error=reply.error,
+            order_fk=order_id,
+        )
+        session.add(row)
+        session.flush()
+        return row
+
+    def message_journal(
+        self, *, limit: int = 20, failures_only: bool = False, control_id: str = ""
+    ) -> list[JournalEntry]:
+        """The newest journaled messages first; ``control_id`` picks one control id (any sender)."""
+        with self.db.reading() as session:
+            query = select(Hl7Message).order_by(Hl7Message.id.desc()).limit(limit)
+            if failures_only:
+                query = query.where(Hl7Message.ack_code != "AA")
+            if control_id:
+                query = query.where(Hl7Message.control_id == control_id)
+            return [repo.journal_entry(row) for row in session.scalars(query)]
 
     # --- worklist -------------------------------------------------------------------------
 
@@ -1041,3 +1199,23 @@ def _get_task(session: Session, task_id: int) -> OutboxTask:
     if row is None:
         raise NotFound(f"outbox task {task_id} does not exist")
     return row
+
+
+class _CommandRejected(Exception):
+    """Leaves the transaction of ``receive_message`` (rolling it back) with the failed command."""
+
+    def __init__(self, failure: CommandFailed) -> None:
+        super().__init__(str(failure.error))
+        self.failure = failure
+
+
+def _replay(stored: Hl7Message, message: InboundMessage) -> Receipt:
+    if stored.raw != message.raw:
+        log.warning(
+            "control id reused with different content sender=%s/%s control_id=%s: answered with the stored reply",
+            message.sending_application,
+            message.sending_facility,
+            message.control_id,
+        )
+    log.info("message replayed control_id=%s ack=%s journal=%s", message.control_id, stored.ack_code, stored.id)
+    return Receipt(Reply(stored.ack_code, stored.ack, stored.error), replayed=True, journal_id=stored.id)

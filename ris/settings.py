@@ -91,6 +91,37 @@ class Settings:
 
     hl7_bind: str = _setting("0.0.0.0", "Address the HL7 MLLP listener binds to.")
     hl7_port: int = _setting(2575, "HL7 MLLP listener port.", minimum=0, maximum=65535)
+    hl7_max_message_bytes: int = _setting(
+        1024 * 1024,
+        "Largest HL7 message accepted; a larger one is answered AR and the connection closed.",
+        minimum=1024,
+        maximum=64 * 1024 * 1024,
+    )
+    hl7_read_deadline: float = _setting(
+        30.0,
+        "Seconds a started MLLP frame may take to arrive completely before the connection is closed.",
+        minimum=0.1,
+        maximum=3600,
+    )
+    hl7_idle_timeout: float = _setting(
+        3600.0,
+        "Seconds an HL7 connection may stay silent between messages before it is closed.",
+        minimum=1,
+        maximum=7 * 24 * 3600,
+    )
+    hl7_max_connections: int = _setting(
+        32, "Concurrent HL7 connections; one more is closed at once.", minimum=1, maximum=1024
+    )
+    hl7_tls_cert: str = _setting("", "PEM certificate (chain) for MLLP over TLS; empty: plain TCP.")
+    hl7_tls_key: str = _setting("", "PEM private key of hl7_tls_cert (empty: the key is in the certificate file).")
+    hl7_default_charset: str = _setting(
+        "UNICODE UTF-8", "Character set of HL7 messages without MSH-18 (HL7 table 0211, e.g. 8859/1)."
+    )
+    hl7_mapping_file: str = _setting(
+        "",
+        "TOML file overriding the HL7 field mapping, order control table and station rules (relative: "
+        "to instance_path).",
+    )
 
     mpps_ian_retrieve_ae_title: str = _setting(
         "", "Retrieve AE Title put in IANs for series whose MPPS names none (e.g. the PACS's AE title)."

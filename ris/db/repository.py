@@ -12,6 +12,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased, selectinload
 
 from ris.db.models import (
+    Hl7Message,
     Order,
     OutboxTask,
     Patient,
@@ -23,6 +24,7 @@ from ris.db.models import (
     ScheduledStep,
 )
 from ris.domain.errors import NotFound
+from ris.domain.inbound import JournalEntry
 from ris.domain.model import (
     AeRole,
     CodedEntry,
@@ -178,6 +180,18 @@ def due_tasks_select(now: dt.datetime, exclude_destinations: Collection[str], li
         query = query.where(OutboxTask.destination.not_in(list(exclude_destinations)))
     # PostgreSQL: concurrent workers skip each other's rows; SQLite's write lock serialises them.
     return query.order_by(OutboxTask.id).limit(limit).with_for_update(of=OutboxTask, skip_locked=True)
+
+
+def find_hl7_message(
+    session: Session, sending_application: str, sending_facility: str, control_id: str
+) -> Hl7Message | None:
+    return session.scalars(
+        select(Hl7Message).where(
+            Hl7Message.sending_application == sending_application,
+            Hl7Message.sending_facility == sending_facility,
+            Hl7Message.control_id == control_id,
+        )
+    ).first()
 
 
 # --- rows -> domain ---------------------------------------------------------------------------
@@ -404,3 +418,20 @@ def refresh_worklist_row(step: ScheduledStep, zone: ZoneInfo) -> None:
     )
     for name, value in columns.items():
         setattr(step, name, value)
+
+
+def journal_entry(row: Hl7Message) -> JournalEntry:
+    return JournalEntry(
+        id=row.id,
+        received_at=row.received_at,
+        peer=row.peer,
+        sending_application=row.sending_application,
+        sending_facility=row.sending_facility,
+        control_id=row.control_id,
+        message_type=row.message_type,
+        ack_code=row.ack_code,
+        error=row.error,
+        order_id=row.order_fk,
+        raw=row.raw,
+        ack=row.ack,
+    )

@@ -150,6 +150,13 @@ def choose_character_set(texts: list[str]) -> str:
 
 def validate_new_order(command: NewOrder) -> None:
     """Raise :class:`ValidationFailed` listing every problem of ``command``."""
+    problems = new_order_problems(command)
+    if problems:
+        raise ValidationFailed(problems)
+
+
+def new_order_problems(command: NewOrder) -> list[FieldProblem]:
+    """Every problem of ``command``; [] when it can be stored."""
     problems = patient_problems(command.patient) + order_problems(command.order)
     if not command.procedures:
         problems.append(FieldProblem("procedures", "needs at least one requested procedure"))
@@ -159,5 +166,4 @@ def validate_new_order(command: NewOrder) -> None:
         message = character_set_problem(command.character_set, order_texts(command))
         if message:
             problems.append(FieldProblem("character_set", message))
-    if problems:
-        raise ValidationFailed(problems)
+    return problems
