@@ -198,7 +198,12 @@ class _Reader:
         return Location(path, self.sequences[id(segment)])
 
 
-_EMPTY: dict[ValueKind, Any] = dict.fromkeys(ValueKind, "") | {ValueKind.DATETIME: None, ValueKind.CODE: None}
+# The value of a target no candidate field fills.
+_EMPTY: dict[ValueKind, Any] = dict.fromkeys(ValueKind, "") | {
+    ValueKind.DATETIME: None,
+    ValueKind.CODE: None,
+    ValueKind.PRIORITY: "ROUTINE",
+}
 
 
 def _convert(rule: FieldRule, path: FieldPath, segments: list[Segment], mapping: OrderMapping, zone: ZoneInfo) -> Any:
@@ -265,7 +270,7 @@ def _sex(text: str) -> str:
 def _priority(text: str, mapping: OrderMapping) -> str:
     code = text.strip().upper()
     if not code:
-        return "ROUTINE"
+        return ""  # the next candidate field may have one; none at all means ROUTINE
     priority = mapping.priorities.get(code)
     if priority is None:
         raise _ValueProblem(
