@@ -58,12 +58,14 @@ def orm(
     charset: str = "UNICODE UTF-8",
     sender: str = "HIS",
     study_uid: str | None = None,
+    number: int | None = None,
     extra: tuple[str, ...] = (),
 ) -> str:
     """An ORM^O01 the way the benchmark and most v2.5 senders write it: start in ORC-7.4 and OBR-27.4,
-    ZDS-1 study UID. ``extra`` segments are appended."""
-    number = next(_numbers)
-    control_id = control_id or f"MSG{number:08d}"
+    ZDS-1 study UID. The identifiers derive from ``number`` (pass the same to talk about the same
+    order again, e.g. XO after NW); ``extra`` segments are appended."""
+    number = number or next(_numbers)
+    control_id = control_id or unique("MSG")
     accession = accession if accession is not None else f"A{number:08d}"
     timing = f"^^^{start}^^{priority}"
     message_type = "ORM^O01^ORM_O01" if version >= "2.3.1" else "ORM^O01"
