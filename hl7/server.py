@@ -99,6 +99,8 @@ class MllpServer:
 
     def stop(self) -> None:
         """Stop accepting; let every connection finish the message in hand (its ACK is still sent)."""
+        if self._stopping.is_set():
+            return
         self._stopping.set()
         if self._wakeup is not None:
             self._wakeup[1].send(b"x")
