@@ -97,6 +97,9 @@ from ris.settings import Settings
 
 log = logging.getLogger(__name__)
 
+CONFLICT_RETRIES = 3
+"""How often a received message is tried again when a concurrent transaction took a key it needed."""
+
 
 @dataclasses.dataclass(frozen=True)
 class WorklistResult:
@@ -407,27 +410,38 @@ class RisService:
         ``answer`` that ignores the outcome. `StorageUnavailable` leaves this method: then nothing
         was stored, and the adapter must not answer as if it had been."""
         failure = self._validation_failure(commands)
-        if failure is None:
+        attempts = 0
+        while failure is None:
+            attempts += 1
             try:
-                with self.db.transaction() as session:
-                    stored = repo.find_hl7_message(
-                        session, message.sending_application, message.sending_facility, message.control_id
-                    )
-                    if stored is not None:
-                        return _replay(stored, message)
-                    applied = self._apply_commands(session, commands, actor)
-                    reply = answer(applied)
-                    row = self._journal(session, message, reply, applied.order_ids[0] if applied.order_ids else None)
-                    return Receipt(reply, replayed=False, journal_id=row.id)
+                return self._apply_and_journal(message, commands, actor, answer)
             except _CommandRejected as rejected:
                 failure = rejected.failure
             except StorageUnavailable:
                 raise
-            except DomainError as error:
-                # A conflict found at commit (a unique key, a concurrent update, the same message
-                # journaled meanwhile by another connection): no single command to blame.
+            except (AlreadyExists, ConcurrentUpdate) as error:
+                # The database found a key or row version taken by a concurrent transaction (two
+                # connections with orders for one new patient, the same message on two connections):
+                # on fresh data the message may well apply, or turn out to be a replay.
+                if attempts <= CONFLICT_RETRIES:
+                    log.info("message conflicts with a concurrent change control_id=%s: retrying", message.control_id)
+                    continue
                 failure = CommandFailed(None, error)
         return self._journal_failure(message, failure, answer)
+
+    def _apply_and_journal(
+        self, message: InboundMessage, commands: Sequence[OrderCommand], actor: Actor, answer: Answer
+    ) -> Receipt:
+        with self.db.transaction() as session:
+            stored = repo.find_hl7_message(
+                session, message.sending_application, message.sending_facility, message.control_id
+            )
+            if stored is not None:
+                return _replay(stored, message)
+            applied = self._apply_commands(session, commands, actor)
+            reply = answer(applied)
+            row = self._journal(session, message, reply, applied.order_ids[0] if applied.order_ids else None)
+            return Receipt(reply, replayed=False, journal_id=row.id)
 
     def _validation_failure(self, commands: Sequence[OrderCommand]) -> CommandFailed | None:
         for index, command in enumerate(commands):

@@ -4,6 +4,7 @@ answered, what is journaled, and that a replay or a failure never changes anythi
 from __future__ import annotations
 
 import datetime as dt
+import threading
 
 import pytest
 from sqlalchemy import text
@@ -321,3 +322,23 @@ def test_an_unreachable_database_is_ae_207(settings: Settings, tmp_path: object)
     ack = Intake(broken, OrderMapping(), default_charset="UNICODE UTF-8").handle(orm().encode())
     assert msa(ack)[0] == "AE"
     assert "207" in err_lines(ack)[0]
+
+
+def test_concurrent_orders_for_one_new_patient_all_apply(service: RisService, intake: Intake) -> None:
+    """Connections racing to create the same patient: the loser retries on fresh data (PostgreSQL
+    reported the unique key; SQLite serialises writers)."""
+    messages = [orm(accession=f"RACE{number}", patient_id="NEWRACE") for number in range(8)]
+    barrier = threading.Barrier(len(messages))
+    acks: list[bytes] = []
+
+    def send_after_barrier(message: str) -> None:
+        barrier.wait()
+        acks.append(send(intake, message))
+
+    threads = [threading.Thread(target=send_after_barrier, args=(message,)) for message in messages]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(msa(ack)[0] for ack in acks) == ["AA"] * len(messages)
+    assert len(service.export_items()) == len(messages)
