@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import secrets
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -44,7 +45,6 @@ from ris.domain.errors import (
     StorageUnavailable,
     ValidationFailed,
 )
-from ris.domain.ids import new_short_id
 from ris.domain.inbound import Applied, InboundMessage, OrderCommand, Outcome, Reply
 from ris.domain.model import Actor
 from ris.services import RisService
@@ -229,7 +229,7 @@ class Intake:
         ack = er7.build_ack(
             context.header.msh,
             code,
-            control_id=new_short_id("ACK"),
+            control_id=f"A{secrets.token_hex(8)}",
             timestamp=self.clock().astimezone(self.service.zone).strftime("%Y%m%d%H%M%S%z"),
             text=text,
             errors=errors,

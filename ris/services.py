@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import logging
 import random
 import threading
 from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import CursorResult, Row, delete, func, insert, select
+from sqlalchemy import CursorResult, Insert, Row, delete, func, insert, select
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.dml import ReturningInsert
 
 from ris.db import Database, SchemaStatus
 from ris.db import repository as repo
@@ -126,30 +128,19 @@ class RisService:
         """Create an order with its requested procedures and scheduled steps (worklist items)."""
         validate_new_order(command)
         with self.db.transaction() as session:
-            order = self._schedule_order(session, command, actor)
-            return repo.order_view(order)
+            order_id = self._schedule_order(session, command, actor)
+            return repo.order_view(repo.get_order(session, order_id))
 
-    def _schedule_order(self, session: Session, command: NewOrder, actor: Actor) -> Order:
+    def _schedule_order(self, session: Session, command: NewOrder, actor: Actor) -> int:
+        """Store a validated new order; returns its id. It goes in with the bulk inserts of
+        `import_orders`, not through the ORM: the HL7 intake runs this for every new order."""
         accession = command.order.accession_number
-        if accession and repo.find_order(session, OrderKey(accession_number=accession)):
-            raise AlreadyExists(f"accession number {accession!r} is already used by another order")
-        self._check_study_uids_free(session, command.procedures)
-        patient = self._upsert_patient(session, command.patient, actor)
-        order = Order(
-            patient=patient,
-            character_set=command.character_set or choose_character_set(order_texts(command)),
-            source=str(actor),
-            **dataclasses.asdict(command.order),
-        )
-        session.add(order)
-        for procedure in command.procedures:
-            order.procedures.append(self._new_procedure(procedure, fallback_id=accession))
-        for step in _steps(order):
-            repo.refresh_worklist_row(step, self.zone)
-        session.flush()
-        self._audit(session, actor, "order.scheduled", order, steps=len(_steps(order)))
-        log.info("order scheduled order=%s accession=%s steps=%d by=%s", order.id, accession, len(_steps(order)), actor)
-        return order
+        self._check_keys_free(session, accession, command.procedures)
+        (order_id,) = self._insert_orders(session, (command,), actor)
+        steps = sum(len(procedure.steps) for procedure in command.procedures)
+        self._audit(session, actor, "order.scheduled", order_id, steps=steps)
+        log.info("order scheduled order=%s accession=%s steps=%d by=%s", order_id, accession, steps, actor)
+        return order_id
 
     def update_order(
         self, key: OrderKey | int, command: NewOrder, actor: Actor, expected_version: int | None = None
@@ -189,7 +180,7 @@ class RisService:
     def _update_procedure(self, session: Session, order: Order, index: int, data: ProcedureData) -> None:
         procedure = _match(order.procedures, index, _has_rp_id(data.requested_procedure_id))
         if procedure is None:
-            self._check_study_uids_free(session, (data,))
+            self._check_keys_free(session, "", (data,))
             order.procedures.append(self._new_procedure(data, fallback_id=order.accession_number))
             return
         if data.study_uid and data.study_uid != procedure.study_uid:
@@ -420,28 +411,34 @@ class RisService:
             except StorageUnavailable:
                 raise
             except (AlreadyExists, ConcurrentUpdate) as error:
-                # The database found a key or row version taken by a concurrent transaction (two
-                # connections with orders for one new patient, the same message on two connections):
-                # on fresh data the message may well apply, or turn out to be a replay.
-                if attempts <= CONFLICT_RETRIES:
+                # A key or row version another transaction has: the journal's own key (the message
+                # was answered before: a replay), or one the commands need (two connections with
+                # orders for one new patient), and then the message may apply on fresh data.
+                stored = self._stored_reply(message)
+                if stored is not None:
+                    return _replay(stored, message)
+                if attempts > CONFLICT_RETRIES:
+                    failure = CommandFailed(None, error)
+                else:
                     log.info("message conflicts with a concurrent change control_id=%s: retrying", message.control_id)
-                    continue
-                failure = CommandFailed(None, error)
         return self._journal_failure(message, failure, answer)
 
     def _apply_and_journal(
         self, message: InboundMessage, commands: Sequence[OrderCommand], actor: Actor, answer: Answer
     ) -> Receipt:
+        """The hot path: no look-up for a replay first. A replayed message trips over the journal's
+        unique key (or over its own earlier change) and is answered from the journal then."""
         with self.db.transaction() as session:
-            stored = repo.find_hl7_message(
-                session, message.sending_application, message.sending_facility, message.control_id
-            )
-            if stored is not None:
-                return _replay(stored, message)
             applied = self._apply_commands(session, commands, actor)
             reply = answer(applied)
-            row = self._journal(session, message, reply, applied.order_ids[0] if applied.order_ids else None)
-            return Receipt(reply, replayed=False, journal_id=row.id)
+            journal_id = self._journal(session, message, reply, applied.order_ids[0] if applied.order_ids else None)
+            return Receipt(reply, replayed=False, journal_id=journal_id)
+
+    def _stored_reply(self, message: InboundMessage) -> repo.StoredReply | None:
+        with self.db.reading() as session:
+            return repo.find_hl7_message(
+                session, message.sending_application, message.sending_facility, message.control_id
+            )
 
     def _validation_failure(self, commands: Sequence[OrderCommand]) -> CommandFailed | None:
         for index, command in enumerate(commands):
@@ -475,8 +472,7 @@ class RisService:
         """(order id, worklist items changed) of one validated command."""
         match command:
             case ScheduleOrder(order=new):
-                order = self._schedule_order(session, new, actor)
-                return order.id, len(_steps(order))
+                return self._schedule_order(session, new, actor), sum(len(p.steps) for p in new.procedures)
             case UpdateOrder(key=key, order=new):
                 order = self._load_order(session, key)
                 self._update_order(session, order, new, actor)
@@ -490,7 +486,8 @@ class RisService:
                 return None, self._merge_patients(session, surviving, prior_id, prior_issuer, actor)
 
     def _journal_failure(self, message: InboundMessage, failure: CommandFailed, answer: Answer) -> Receipt:
-        """Journal a message whose commands changed nothing, with the reply to ``failure``."""
+        """Journal a message whose commands changed nothing, with the reply to ``failure`` (unless it
+        is a replay: then its stored reply)."""
         try:
             with self.db.transaction() as session:
                 stored = repo.find_hl7_message(
@@ -499,20 +496,18 @@ class RisService:
                 if stored is not None:
                     return _replay(stored, message)
                 reply = answer(failure)
-                row = self._journal(session, message, reply, None)
-                return Receipt(reply, replayed=False, journal_id=row.id)
+                return Receipt(reply, replayed=False, journal_id=self._journal(session, message, reply, None))
         except AlreadyExists:
             # Another connection journaled the same message between our look-up and our insert.
-            with self.db.reading() as session:
-                stored = repo.find_hl7_message(
-                    session, message.sending_application, message.sending_facility, message.control_id
-                )
-                if stored is None:
-                    raise
-                return _replay(stored, message)
+            stored = self._stored_reply(message)
+            if stored is None:
+                raise
+            return _replay(stored, message)
 
-    def _journal(self, session: Session, message: InboundMessage, reply: Reply, order_id: int | None) -> Hl7Message:
-        row = Hl7Message(
+    def _journal(self, session: Session, message: InboundMessage, reply: Reply, order_id: int | None) -> int:
+        """Journal ``message`` with its reply; returns the journal row's id."""
+        return repo.insert_hl7_message(
+            session,
             received_at=self.clock(),
             peer=message.peer,
             sending_application=message.sending_application,
@@ -525,9 +520,6 @@ class RisService:
             error=reply.error,
             order_fk=order_id,
         )
-        session.add(row)
-        session.flush()
-        return row
 
     def message_journal(
         self, *, limit: int = 20, failures_only: bool = False, control_id: str = ""
@@ -574,43 +566,56 @@ class RisService:
         work that would make 100k items take minutes."""
         with self.db.transaction() as session:
             self._check_import_conflicts(session, commands)
-            patient_ids = self._import_patients(session, commands)
-            order_ids = _insert_returning_ids(
-                session,
-                Order,
-                [
-                    {
-                        **vars(c.order),
-                        "patient_fk": patient_ids[(c.patient.patient_id, c.patient.issuer)],
-                        "character_set": c.character_set or choose_character_set(order_texts(c)),
-                        "source": str(actor),
-                    }
-                    for c in commands
-                ],
-            )
-            procedures = [
-                (order_id, c, _with_identifiers(p, c.order.accession_number))
-                for order_id, c in zip(order_ids, commands, strict=True)
-                for p in c.procedures
-            ]
-            procedure_ids = _insert_returning_ids(
-                session,
-                RequestedProcedure,
-                [{"order_fk": order_id, **_procedure_columns(p)} for order_id, _c, p in procedures],
-            )
-            session.execute(
-                insert(Base.metadata.tables[ScheduledStep.__tablename__]),
-                [
-                    self._step_row(
-                        order_id, procedure_id, patient_ids[(c.patient.patient_id, c.patient.issuer)], c, p, step
-                    )
-                    for procedure_id, (order_id, c, p) in zip(procedure_ids, procedures, strict=True)
-                    for step in p.steps
-                ],
-            )
+            self._insert_orders(session, commands, actor)
             self._audit(session, actor, "orders.imported", None, orders=len(commands))
         log.info("orders imported count=%d by=%s", len(commands), actor)
         return len(commands)
+
+    def _insert_orders(self, session: Session, commands: Sequence[NewOrder], actor: Actor) -> list[int]:
+        """Insert validated new orders whose keys are free, in bulk (a handful of statements for any
+        number of orders); returns their ids in order. Known patients get the newest demographics."""
+        patient_ids = self._import_patients(session, commands)
+        character_sets = [c.character_set or choose_character_set(order_texts(c)) for c in commands]
+        order_ids = _insert_returning_ids(
+            session,
+            Order,
+            [
+                {
+                    **vars(c.order),
+                    "patient_fk": patient_ids[(c.patient.patient_id, c.patient.issuer)],
+                    "character_set": character_set,
+                    "source": str(actor),
+                }
+                for c, character_set in zip(commands, character_sets, strict=True)
+            ],
+        )
+        procedures = [
+            (order_id, c, character_set, _with_identifiers(p, c.order.accession_number))
+            for order_id, c, character_set in zip(order_ids, commands, character_sets, strict=True)
+            for p in c.procedures
+        ]
+        procedure_ids = _insert_returning_ids(
+            session,
+            RequestedProcedure,
+            [{"order_fk": order_id, **_procedure_columns(p)} for order_id, _c, _cs, p in procedures],
+        )
+        session.connection().execute(
+            _insert_statement(ScheduledStep),
+            [
+                self._step_row(
+                    order_id,
+                    procedure_id,
+                    patient_ids[(c.patient.patient_id, c.patient.issuer)],
+                    c,
+                    character_set,
+                    p,
+                    step,
+                )
+                for procedure_id, (order_id, c, character_set, p) in zip(procedure_ids, procedures, strict=True)
+                for step in p.steps
+            ],
+        )
+        return order_ids
 
     def _check_import_conflicts(self, session: Session, commands: Sequence[NewOrder]) -> None:
         def clashes(column: Any, values_by_index: dict[int, str], label: str) -> list[tuple[int, str]]:
@@ -637,11 +642,14 @@ class RisService:
         for command in commands:  # the last row about a patient has the newest demographics
             latest[(command.patient.patient_id, command.patient.issuer)] = command.patient
         ids: dict[tuple[str, str], int] = {}
-        for patient in session.scalars(select(Patient).where(Patient.patient_id.in_({k[0] for k in latest}))):
-            key = (patient.patient_id, patient.issuer)
-            if key in latest:
-                self._apply_patient(session, patient, latest[key])
-                ids[key] = patient.id
+        for stored in repo.patients_by_id(session, {key[0] for key in latest}):
+            key = (stored.patient_id, stored.issuer)
+            if key not in latest:
+                continue
+            ids[key] = stored.id
+            data = latest[key]
+            if (stored.name, stored.birth_date, stored.sex) != (data.name, data.birth_date, data.sex):
+                self._apply_patient(session, repo.get_patient(session, stored.id), data)
         new = [data for key, data in latest.items() if key not in ids]
         new_ids = _insert_returning_ids(session, Patient, [vars(p) for p in new])
         ids.update({(p.patient_id, p.issuer): i for p, i in zip(new, new_ids, strict=True)})
@@ -653,10 +661,10 @@ class RisService:
         procedure_id: int,
         patient_id: int,
         command: NewOrder,
+        character_set: str,
         procedure: ProcedureData,
         step: StepData,
     ) -> dict[str, object]:
-        character_set = command.character_set or choose_character_set(order_texts(command))
         return {
             "order_fk": order_id,
             "procedure_fk": procedure_id,
@@ -1048,14 +1056,16 @@ class RisService:
         _check_version(order.version, expected_version, f"order {order.id}")
         return order
 
-    def _check_study_uids_free(self, session: Session, procedures: Iterable[ProcedureData]) -> None:
+    def _check_keys_free(self, session: Session, accession: str, procedures: Iterable[ProcedureData]) -> None:
+        """Raise AlreadyExists when another order has this accession number ("" has none) or one
+        of the procedures' study UIDs."""
         uids = [p.study_uid for p in procedures if p.study_uid]
-        if (
-            uids
-            and session.scalars(
-                select(RequestedProcedure.study_uid).where(RequestedProcedure.study_uid.in_(uids))
-            ).first()
-        ):
+        if not accession and not uids:
+            return
+        accession_taken, uid_taken = repo.order_keys_taken(session, accession, uids)
+        if accession_taken:
+            raise AlreadyExists(f"accession number {accession!r} is already used by another order")
+        if uid_taken:
             raise AlreadyExists("a study instance UID of this order is already used by another order")
 
     def _new_procedure(self, data: ProcedureData, fallback_id: str) -> RequestedProcedure:
@@ -1069,11 +1079,11 @@ class RisService:
         _apply_step(step, _with_sps_id(data))
         return step
 
-    def _audit(self, session: Session, actor: Actor, action: str, order: Order | None, **details: Any) -> None:
-        session.add(
-            AuditEvent(
-                at=self.clock(), actor=str(actor), action=action, order_fk=order.id if order else None, details=details
-            )
+    def _audit(self, session: Session, actor: Actor, action: str, order: Order | int | None, **details: Any) -> None:
+        order_id = order.id if isinstance(order, Order) else order
+        session.connection().execute(
+            _insert_statement(AuditEvent),
+            {"at": self.clock(), "actor": str(actor), "action": action, "order_fk": order_id, "details": details},
         )
 
 
@@ -1170,19 +1180,22 @@ def _check_version(actual: int, expected: int | None, what: str) -> None:
         raise ConcurrentUpdate(f"{what} was changed by someone else (version {actual}, yours {expected}); reload it")
 
 
-def _insert_returning_ids(session: Session, model: type[Any], rows: list[dict[str, Any]]) -> list[int]:
+def _insert_returning_ids(session: Session, model: type[Base], rows: list[dict[str, Any]]) -> list[int]:
     """Insert ``rows`` in bulk and return their new ids in the same order."""
     if not rows:
         return []
-    table = model.__table__
-    if session.get_bind().dialect.name != "sqlite":
-        return list(session.scalars(insert(table).returning(table.c.id, sort_by_parameter_order=True), rows))
+    connection = session.connection()
+    if len(rows) == 1:
+        return [connection.execute(_insert_returning_id(model), rows[0]).scalar_one()]
+    if connection.dialect.name != "sqlite":
+        return list(connection.execute(_insert_returning_id(model), rows).scalars())
     # SQLite cannot keep RETURNING rows in parameter order without a sentinel column, so SQLAlchemy
     # would insert row by row. A SQLite write transaction holds the database's only write lock:
     # the ids after the current maximum are ours to hand out.
-    first = (session.scalar(select(func.max(table.c.id))) or 0) + 1
+    table = Base.metadata.tables[model.__tablename__]
+    first = (connection.execute(select(func.max(table.c.id))).scalar() or 0) + 1
     ids = list(range(first, first + len(rows)))
-    session.execute(insert(table), [row | {"id": new_id} for row, new_id in zip(rows, ids, strict=True)])
+    connection.execute(_insert_statement(model), [row | {"id": new_id} for row, new_id in zip(rows, ids, strict=True)])
     return ids
 
 
@@ -1190,6 +1203,18 @@ def _worklist_result(query: WorklistQuery, rows: Sequence[Row[Any]]) -> Worklist
     items = [row.item for row in rows]
     truncated = query.limit is not None and len(items) > query.limit
     return WorklistResult(items[: query.limit] if truncated else items, truncated)
+
+
+# Statements built once: building and keying a statement costs more than running it on SQLite.
+@functools.cache
+def _insert_statement(model: type[Base]) -> Insert:
+    return insert(Base.metadata.tables[model.__tablename__])
+
+
+@functools.cache
+def _insert_returning_id(model: type[Base]) -> ReturningInsert[Any]:
+    table = Base.metadata.tables[model.__tablename__]
+    return insert(table).returning(table.c.id, sort_by_parameter_order=True)
 
 
 def _raise_problems(problems: list[FieldProblem]) -> None:
@@ -1225,7 +1250,7 @@ class _CommandRejected(Exception):
         self.failure = failure
 
 
-def _replay(stored: Hl7Message, message: InboundMessage) -> Receipt:
+def _replay(stored: repo.StoredReply, message: InboundMessage) -> Receipt:
     if stored.raw != message.raw:
         log.warning(
             "control id reused with different content sender=%s/%s control_id=%s: answered with the stored reply",

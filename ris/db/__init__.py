@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -37,6 +39,9 @@ class Database:
         self.engine = make_engine(url)
         self._reader = sessionmaker(self.engine, expire_on_commit=False)
         self._writer = sessionmaker(writer(self.engine), expire_on_commit=False)
+        # SQLite has one writer. Threads of this process (HL7 connections, DICOM associations) take
+        # turns here instead of in SQLite's busy handler, which sleeps up to 100 ms per retry.
+        self._write_turn = threading.Lock() if self.is_sqlite else contextlib.nullcontext()
 
     @property
     def is_sqlite(self) -> bool:
@@ -49,7 +54,7 @@ class Database:
         Database failures leave as domain errors, so adapters answer them with their protocol's
         failure status and never with success."""
         try:
-            with self._writer() as session, session.begin():
+            with self._write_turn, self._writer() as session, session.begin():
                 yield session
         except StaleDataError as exc:
             raise ConcurrentUpdate("the record was changed by someone else; reload and try again") from exc

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Collection
-from typing import Any
+from collections.abc import Collection, Iterable, Sequence
+from typing import Any, Protocol, cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Select, exists, or_, select
+from sqlalchemy import Select, bindparam, exists, insert, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased, selectinload
 
@@ -182,16 +182,84 @@ def due_tasks_select(now: dt.datetime, exclude_destinations: Collection[str], li
     return query.order_by(OutboxTask.id).limit(limit).with_for_update(of=OutboxTask, skip_locked=True)
 
 
+def get_patient(session: Session, patient_id: int) -> Patient:
+    patient = session.get(Patient, patient_id)
+    if patient is None:
+        raise NotFound(f"patient {patient_id} does not exist")
+    return patient
+
+
+# Statements on the HL7 intake's path, built once (building and keying a statement costs more than
+# running it on SQLite) and run on the session's connection, beside the ORM.
+_PATIENTS_BY_ID = select(
+    Patient.id, Patient.patient_id, Patient.issuer, Patient.name, Patient.birth_date, Patient.sex
+).where(Patient.patient_id.in_(bindparam("patient_ids", expanding=True)))
+_ORDER_KEYS_TAKEN = select(
+    exists().where(Order.accession_number == bindparam("accession")),
+    exists().where(RequestedProcedure.study_uid.in_(bindparam("uids", expanding=True))),
+)
+_STORED_REPLY = select(Hl7Message.id, Hl7Message.raw, Hl7Message.ack_code, Hl7Message.ack, Hl7Message.error).where(
+    Hl7Message.sending_application == bindparam("sending_application"),
+    Hl7Message.sending_facility == bindparam("sending_facility"),
+    Hl7Message.control_id == bindparam("control_id"),
+)
+_INSERT_HL7_MESSAGE = insert(Hl7Message).returning(Hl7Message.id)
+
+
+class StoredPatient(Protocol):
+    id: int
+    patient_id: str
+    issuer: str
+    name: str
+    birth_date: str
+    sex: str
+
+
+class StoredReply(Protocol):
+    """The journal row of a message already answered."""
+
+    id: int
+    raw: bytes
+    ack_code: str
+    ack: bytes
+    error: str
+
+
+def patients_by_id(session: Session, patient_ids: Iterable[str]) -> Sequence[StoredPatient]:
+    """Every patient with one of ``patient_ids`` (any issuer), as plain rows."""
+    rows = session.connection().execute(_PATIENTS_BY_ID, {"patient_ids": list(patient_ids)}).all()
+    return cast(Sequence[StoredPatient], rows)
+
+
+def order_keys_taken(session: Session, accession: str, study_uids: Sequence[str]) -> tuple[bool, bool]:
+    """Whether another order has the accession number (never for ""), and one of the study UIDs."""
+    row = session.connection().execute(_ORDER_KEYS_TAKEN, {"accession": accession or None, "uids": list(study_uids)})
+    accession_taken, uid_taken = row.one()
+    return bool(accession_taken), bool(uid_taken)
+
+
 def find_hl7_message(
     session: Session, sending_application: str, sending_facility: str, control_id: str
-) -> Hl7Message | None:
-    return session.scalars(
-        select(Hl7Message).where(
-            Hl7Message.sending_application == sending_application,
-            Hl7Message.sending_facility == sending_facility,
-            Hl7Message.control_id == control_id,
+) -> StoredReply | None:
+    row = (
+        session.connection()
+        .execute(
+            _STORED_REPLY,
+            {
+                "sending_application": sending_application,
+                "sending_facility": sending_facility,
+                "control_id": control_id,
+            },
         )
-    ).first()
+        .first()
+    )
+    return cast(StoredReply | None, row)
+
+
+def insert_hl7_message(session: Session, **values: object) -> int:
+    """Journal a message (columns of ``hl7_messages``); returns the row's id."""
+    journal_id: int = session.connection().execute(_INSERT_HL7_MESSAGE, values).scalar_one()
+    return journal_id
 
 
 # --- rows -> domain ---------------------------------------------------------------------------

@@ -1,0 +1,295 @@
+#!/usr/bin/env python3
+"""HL7 intake benchmark: the product's MLLP listener against the shared harness's floors, one run.
+
+Starts ``ris listen`` on a fresh SQLite instance (and one on a fresh PostgreSQL database), the
+harness's ``hl7_floor.py`` plain and ``--durable``, and runs ``hl7_bench.py`` against each: C=1 and
+C=4 connections, ``--reps`` repetitions of ``--n`` messages; then one ``--rss-n`` message run per
+product listener, sampling its RSS. Writes the "HL7 intake" section of bench/RESULTS.md (medians,
+ratios to the floors measured in the same run) and the raw JSON to ``--out``.
+
+    .venv/bin/python bench/hl7_intake.py                       # harness at ../shared/bench
+    .venv/bin/python bench/hl7_intake.py --harness /path/to/shared/bench --no-postgres
+
+Everything listens on 127.0.0.1 only. Nothing is written to the harness folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "RESULTS.md"
+SECTION = "## HL7 intake"
+CONNECTIONS = (1, 4)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def wait_listening(port: int, process: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"listener on port {port} exited with status {process.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit(f"nothing listens on port {port} after {timeout}s")
+
+
+@contextmanager
+def running(command: list[str], port: int, log: Path, env: dict[str, str] | None = None) -> Iterator[int]:
+    """Run a listener until the block ends; yields its PID."""
+    with log.open("ab") as out:
+        process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            wait_listening(port, process)
+            yield process.pid
+        finally:
+            process.terminate()
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+@contextmanager
+def postgres_database(admin_url: str) -> Iterator[str]:
+    """A fresh, empty database on the server of ``admin_url``; dropped afterwards."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    name = f"ris_bench_hl7_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def product_command(workdir: Path, label: str, database_url: str, port: int) -> tuple[list[str], dict[str, str]]:
+    instance = workdir / label
+    instance.mkdir()
+    env = {key: value for key, value in os.environ.items() if not key.startswith("RIS_")}
+    env |= {
+        "RIS_INSTANCE_PATH": str(instance),
+        "RIS_DATABASE_URL": database_url or f"sqlite:///{instance / 'ris.db'}",
+        "RIS_TIMEZONE": "Europe/Berlin",
+        "RIS_HL7_BIND": "127.0.0.1",
+        "RIS_HL7_PORT": str(port),
+        "RIS_DICOM_BIND": "127.0.0.1",
+        "RIS_DICOM_PORT": str(free_port()),
+    }
+    return [sys.executable, "-m", "ris.cli", "listen"], env
+
+
+def bench(harness: Path, out: Path, port: int, pid: int, label: str, n: int, connections: int) -> dict[str, Any]:
+    command = [
+        sys.executable,
+        str(harness / "hl7_bench.py"),
+        "--port",
+        str(port),
+        "--n",
+        str(n),
+        "--connections",
+        str(connections),
+        "--server-pid",
+        str(pid),
+        "--label",
+        label,
+        "--max-seconds",
+        "900",
+        "--out",
+        str(out),
+    ]
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+    result: dict[str, Any] = json.loads(out.read_text())
+    print(
+        f"{label:<16} C={connections} n={n}: {result['acks_per_s']:8.1f} msgs/s "
+        f"p99 {result['latency_ms']['p99']:6.2f} ms ok={result['ok']}",
+        flush=True,
+    )
+    return result
+
+
+class RssSampler:
+    """Samples a process's RSS (kB) while a run lasts."""
+
+    def __init__(self, pid: int, interval: float = 0.5) -> None:
+        self.pid, self.interval, self.samples = pid, interval, []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    self.samples.append(int(line.split()[1]))
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def median(results: list[dict[str, Any]], get: Any) -> float:
+    return float(statistics.median(get(result) for result in results))
+
+
+def summarise(runs: dict[tuple[str, int], list[dict[str, Any]]], rss: dict[str, dict[str, Any]]) -> list[str]:
+    lines = [
+        "| listener | C | msgs/s | ÷ floor-durable | ÷ floor | ACK p50 ms | ACK p99 ms | server CPU ms/msg | all AA |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    labels = sorted({label for label, _c in runs}, key=lambda label: (label.startswith("floor"), label))
+    for connections in CONNECTIONS:
+        floors = {
+            name: median(runs[(name, connections)], lambda r: r["acks_per_s"])
+            for name in ("floor-durable", "floor")
+            if (name, connections) in runs
+        }
+        for label in labels:
+            results = runs.get((label, connections))
+            if not results:
+                continue
+            rate = median(results, lambda r: r["acks_per_s"])
+            ratios = [f"{rate / floors[name]:.2f}" if name in floors else "–" for name in ("floor-durable", "floor")]
+            lines.append(
+                f"| {label} | {connections} | {rate:,.0f} | {ratios[0]} | {ratios[1]} "
+                f"| {median(results, lambda r: r['latency_ms']['p50']):.2f} "
+                f"| {median(results, lambda r: r['latency_ms']['p99']):.2f} "
+                f"| {median(results, lambda r: r['server']['cpu_ms_per_msg']):.2f} "
+                f"| {'yes' if all(r['ok'] for r in results) else 'NO'} |"
+            )
+    lines += [
+        "",
+        "RSS of the product's listener process over one run of the sizes below (after the runs above):",
+        "",
+        "| listener | messages | RSS before kB | RSS after kB | growth kB | samples min–max kB | all AA |",
+        "|---|---:|---:|---:|---:|---:|---|",
+    ]
+    for label, entry in rss.items():
+        result, samples = entry["result"], entry["samples"]
+        server = result["server"]
+        lines.append(
+            f"| {label} | {result['acked']:,} | {server['before']['rss_kb']:,} | {server['after']['rss_kb']:,} "
+            f"| {server['rss_growth_kb']:,} | {min(samples):,}–{max(samples):,} | {'yes' if result['ok'] else 'NO'} |"
+        )
+    return lines
+
+
+def write_section(body: list[str], command: str) -> None:
+    machine = (
+        f"{os.cpu_count()} cores, {platform.machine()}, Linux {platform.release()}, Python {platform.python_version()}"
+    )
+    section = [
+        SECTION,
+        "",
+        f"Measured {dt.date.today().isoformat()} with `{command}` (harness: `hl7_bench.py`, `hl7_floor.py`).",
+        f"Machine: {machine}; shared with other engineers' work while measuring, so compare the ratios to the",
+        "floors measured in the same run, not the absolute numbers. The load generator runs on the same cores.",
+        "Medians of the repetitions. `product-sqlite` / `product-postgresql`: `ris listen` on a fresh instance",
+        "(default settings, log level INFO) — every message journaled, mapped, stored as an order with its",
+        "worklist item, audit row and ACK in one transaction before the ACK is sent. `floor`: frame, split, ACK;",
+        "`floor-durable`: the same plus one SQLite insert + commit (WAL, synchronous=FULL) per message.",
+        "",
+        *body,
+        "",
+    ]
+    text = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else "# Benchmark results\n"
+    start = text.find(SECTION + "\n")
+    if start < 0:
+        text = text.rstrip("\n") + "\n\n" + "\n".join(section)
+    else:
+        end = text.find("\n## ", start + len(SECTION))
+        text = text[:start] + "\n".join(section) + (text[end + 1 :] if end >= 0 else "")
+    RESULTS.write_text(text.rstrip("\n") + "\n", encoding="utf-8")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--harness", type=Path, default=ROOT.parent / "shared" / "bench")
+    parser.add_argument("--n", type=int, default=2000)
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--rss-n", type=int, default=10_000)
+    parser.add_argument("--postgres-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+    parser.add_argument("--no-postgres", action="store_true")
+    parser.add_argument("--out", type=Path, help="folder for the raw JSON (default: a temporary folder)")
+    parser.add_argument("--no-write", action="store_true", help="do not touch bench/RESULTS.md")
+    args = parser.parse_args()
+    harness = args.harness.resolve()
+    if not (harness / "hl7_bench.py").exists():
+        parser.error(f"no hl7_bench.py in {harness} (give --harness)")
+    workdir = Path(tempfile.mkdtemp(prefix="hl7-intake-bench-"))
+    out = args.out or workdir / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    runs: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    rss: dict[str, dict[str, Any]] = {}
+    with ExitStack() as stack:
+        listeners: dict[str, tuple[int, int]] = {}  # label -> (port, pid)
+        products = [("product-sqlite", "")]
+        if not args.no_postgres:
+            products.append(("product-postgresql", stack.enter_context(postgres_database(args.postgres_url))))
+        for label, url in products:
+            port = free_port()
+            command, env = product_command(workdir, label, url, port)
+            listeners[label] = (port, stack.enter_context(running(command, port, workdir / f"{label}.log", env)))
+        for label, extra in (("floor", []), ("floor-durable", ["--durable", "--db", str(workdir / "floor.sqlite")])):
+            port = free_port()
+            command = [sys.executable, str(harness / "hl7_floor.py"), "--port", str(port), *extra]
+            listeners[label] = (port, stack.enter_context(running(command, port, workdir / f"{label}.log")))
+        for rep in range(1, args.reps + 1):
+            for connections in CONNECTIONS:
+                for label, (port, pid) in listeners.items():
+                    result = bench(
+                        harness, out / f"{label}_c{connections}_r{rep}.json", port, pid, label, args.n, connections
+                    )
+                    runs.setdefault((label, connections), []).append(result)
+        for label, _url in products:
+            port, pid = listeners[label]
+            with RssSampler(pid) as sampler:
+                result = bench(harness, out / f"{label}_rss.json", port, pid, label, args.rss_n, 1)
+            rss[label] = {"result": result, "samples": sampler.samples or [0]}
+    body = summarise(runs, rss)
+    print("\n".join(body))
+    command = "python bench/hl7_intake.py" + (" --no-postgres" if args.no_postgres else "")
+    if not args.no_write:
+        write_section(body, command)
+    if args.out is None:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
