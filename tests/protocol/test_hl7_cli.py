@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +13,7 @@ from hl7.server import MllpServer
 from ris.services import RisService
 from ris.settings import Settings
 from tests.support.hl7_messages import orm
-from tests.support.processes import free_port, ris_env, run_ris
+from tests.support.processes import free_port, run_ris
 
 
 @pytest.fixture
@@ -89,14 +87,7 @@ def test_mapping_view_shows_the_site_file(settings: Settings) -> None:
     ],
 )
 def test_listener_refuses_to_start_with_one_line(settings: Settings, env: dict[str, str], message: str) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "ris.cli", "listen"],
-        env=ris_env(settings, RIS_HL7_PORT=str(free_port()), RIS_DICOM_PORT=str(free_port()), **env),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_ris(settings, "listen", RIS_HL7_PORT=str(free_port()), RIS_DICOM_PORT=str(free_port()), **env)
     assert result.returncode == 1
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith(message), result.stderr
