@@ -17,7 +17,7 @@ import threading
 from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import CursorResult, Insert, Row, delete, func, insert, select
+from sqlalchemy import CursorResult, Insert, Row, delete, func, insert, literal_column, select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import ReturningInsert
 
@@ -623,7 +623,9 @@ class RisService:
             taken: set[str] = set()
             batch = sorted(wanted)
             for start in range(0, len(batch), 500):
-                taken |= set(session.scalars(select(column).where(column.in_(batch[start : start + 500]))))
+                # "<> ''" lets SQLite use the partial unique index on the accession number.
+                query = select(column).where(column.in_(batch[start : start + 500]), column != literal_column("''"))
+                taken |= set(session.scalars(query))
             return [(i, f"{label} {v!r} is already stored") for i, v in values_by_index.items() if v in taken]
 
         problems = clashes(

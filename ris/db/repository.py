@@ -7,7 +7,7 @@ from collections.abc import Collection, Iterable, Sequence
 from typing import Any, Protocol, cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Select, bindparam, exists, insert, or_, select
+from sqlalchemy import ColumnElement, Select, and_, bindparam, exists, insert, literal_column, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased, selectinload
 
@@ -59,14 +59,25 @@ def get_order(session: Session, order_id: int) -> Order:
 
 def find_order(session: Session, key: OrderKey) -> Order | None:
     """The order named by the first non-empty part of ``key`` (see :class:`OrderKey`)."""
-    for column, value in (
-        (Order.accession_number, key.accession_number),
-        (Order.filler_order_number, key.filler_order_number),
-        (Order.placer_order_number, key.placer_order_number),
-    ):
-        if value:
-            return session.scalars(select(Order).where(column == value).options(*_ORDER_GRAPH)).first()
+    query = order_by_key_select(key)
+    return None if query is None else session.scalars(query.options(*_ORDER_GRAPH)).first()
+
+
+def order_by_key_select(key: OrderKey) -> Select[Order] | None:
+    if key.accession_number:
+        return select(Order).where(accession_is(key.accession_number))
+    if key.filler_order_number:
+        return select(Order).where(Order.filler_order_number == key.filler_order_number)
+    if key.placer_order_number:
+        return select(Order).where(Order.placer_order_number == key.placer_order_number)
     return None
+
+
+def accession_is(value: Any) -> ColumnElement[bool]:
+    """Orders with accession number ``value`` (a value or a bind parameter). The unique index on the
+    accession number is partial (orders without one are allowed); SQLite only uses it when the query
+    repeats the index's condition, and would otherwise scan every order."""
+    return and_(Order.accession_number == value, Order.accession_number != literal_column("''"))
 
 
 def require_order(session: Session, key: OrderKey) -> Order:
@@ -195,7 +206,7 @@ _PATIENTS_BY_ID = select(
     Patient.id, Patient.patient_id, Patient.issuer, Patient.name, Patient.birth_date, Patient.sex
 ).where(Patient.patient_id.in_(bindparam("patient_ids", expanding=True)))
 _ORDER_KEYS_TAKEN = select(
-    exists().where(Order.accession_number == bindparam("accession")),
+    exists().where(accession_is(bindparam("accession"))),
     exists().where(RequestedProcedure.study_uid.in_(bindparam("uids", expanding=True))),
 )
 _STORED_REPLY = select(Hl7Message.id, Hl7Message.raw, Hl7Message.ack_code, Hl7Message.ack, Hl7Message.error).where(
