@@ -140,6 +140,11 @@ def bench(harness: Path, out: Path, port: int, pid: int, label: str, n: int, con
     return result
 
 
+def sqlite_size(instance: Path) -> int:
+    """Bytes of the instance's SQLite database with its WAL (0 for PostgreSQL)."""
+    return sum(path.stat().st_size for path in instance.glob("ris.db*"))
+
+
 class RssSampler:
     """Samples a process's RSS (kB) while a run lasts."""
 
@@ -194,17 +199,22 @@ def summarise(runs: dict[tuple[str, int], list[dict[str, Any]]], rss: dict[str, 
             )
     lines += [
         "",
-        "RSS of the product's listener process over one run of the sizes below (after the runs above):",
+        "RSS of the product's listener process over one more run (after the runs above), sampled every 0.5 s;",
+        "for SQLite also the growth of the database file (the page cache of each SQLite connection may hold",
+        "up to 64 MiB of it: `SQLITE_CACHE_KIB` in ris/db/engine.py):",
         "",
-        "| listener | messages | RSS before kB | RSS after kB | growth kB | samples min–max kB | all AA |",
-        "|---|---:|---:|---:|---:|---:|---|",
+        "| listener | messages | RSS before kB | RSS after kB | growth kB | RSS at ¼ / ½ / ¾ / end kB "
+        "| database growth kB | all AA |",
+        "|---|---:|---:|---:|---:|---|---:|---|",
     ]
     for label, entry in rss.items():
         result, samples = entry["result"], entry["samples"]
         server = result["server"]
+        quarters = " / ".join(f"{samples[min(len(samples) - 1, len(samples) * q // 4)]:,}" for q in (1, 2, 3, 4))
+        database = f"{entry['database_growth_kb']:,}" if entry["database_growth_kb"] else "–"
         lines.append(
             f"| {label} | {result['acked']:,} | {server['before']['rss_kb']:,} | {server['after']['rss_kb']:,} "
-            f"| {server['rss_growth_kb']:,} | {min(samples):,}–{max(samples):,} | {'yes' if result['ok'] else 'NO'} |"
+            f"| {server['rss_growth_kb']:,} | {quarters} | {database} | {'yes' if result['ok'] else 'NO'} |"
         )
     return lines
 
@@ -278,9 +288,11 @@ def main() -> int:
                     runs.setdefault((label, connections), []).append(result)
         for label, _url in products:
             port, pid = listeners[label]
+            database_before = sqlite_size(workdir / label)
             with RssSampler(pid) as sampler:
                 result = bench(harness, out / f"{label}_rss.json", port, pid, label, args.rss_n, 1)
-            rss[label] = {"result": result, "samples": sampler.samples or [0]}
+            growth = sqlite_size(workdir / label) - database_before
+            rss[label] = {"result": result, "samples": sampler.samples or [0], "database_growth_kb": growth // 1024}
     body = summarise(runs, rss)
     print("\n".join(body))
     command = "python bench/hl7_intake.py" + (" --no-postgres" if args.no_postgres else "")
