@@ -197,6 +197,7 @@ def summarise(runs: dict[tuple[str, int], list[dict[str, Any]]], rss: dict[str, 
                 f"| {median(results, lambda r: r['server']['cpu_ms_per_msg']):.2f} "
                 f"| {'yes' if all(r['ok'] for r in results) else 'NO'} |"
             )
+    lines += ["", *targets(runs)]
     lines += [
         "",
         "RSS of the product's listener process over one more run (after the runs above), sampled every 0.5 s;",
@@ -215,6 +216,36 @@ def summarise(runs: dict[tuple[str, int], list[dict[str, Any]]], rss: dict[str, 
         lines.append(
             f"| {label} | {result['acked']:,} | {server['before']['rss_kb']:,} | {server['after']['rss_kb']:,} "
             f"| {server['rss_growth_kb']:,} | {quarters} | {database} | {'yes' if result['ok'] else 'NO'} |"
+        )
+    return lines
+
+
+def targets(runs: dict[tuple[str, int], list[dict[str, Any]]]) -> list[str]:
+    """The issue's targets against the medians, and how busy the listener process was."""
+
+    def rate(label: str, connections: int) -> float:
+        return median(runs.get((label, connections), [{"acks_per_s": 0}]), lambda r: r["acks_per_s"])
+
+    lines = []
+    if ("product-sqlite", 1) in runs:
+        p99 = median(runs[("product-sqlite", 1)], lambda r: r["latency_ms"]["p99"])
+        met = rate("product-sqlite", 1) >= 300 and p99 <= 50
+        lines.append(
+            f"- Target ≥ 300 msgs/s at C=1 on SQLite with ACK p99 ≤ 50 ms: {'met' if met else 'NOT met'} "
+            f"({rate('product-sqlite', 1):,.0f} msgs/s, p99 {p99:.1f} ms)."
+        )
+    if ("product-postgresql", 4) in runs:
+        met = rate("product-postgresql", 4) >= 600
+        lines.append(
+            f"- Target ≥ 600 msgs/s at C=4 on PostgreSQL: {'met' if met else 'NOT met'} "
+            f"({rate('product-postgresql', 4):,.0f} msgs/s)."
+        )
+    for label, _c in sorted(key for key in runs if key[1] == 4 and key[0].startswith("product")):
+        results = runs[(label, 4)]
+        busy = median(results, lambda r: r["acks_per_s"] * r["server"]["cpu_ms_per_msg"] / 1000)
+        lines.append(
+            f"- {label} at C=4: the listener process used {busy:.2f} s of CPU per second; one Python process runs "
+            "its Python code on one core at a time (GIL), so near 1.0 the CPU per message bounds the rate."
         )
     return lines
 

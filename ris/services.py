@@ -131,11 +131,15 @@ class RisService:
             order_id = self._schedule_order(session, command, actor)
             return repo.order_view(repo.get_order(session, order_id))
 
-    def _schedule_order(self, session: Session, command: NewOrder, actor: Actor) -> int:
+    def _schedule_order(self, session: Session, command: NewOrder, actor: Actor, *, check_keys: bool = True) -> int:
         """Store a validated new order; returns its id. It goes in with the bulk inserts of
-        `import_orders`, not through the ORM: the HL7 intake runs this for every new order."""
+        `import_orders`, not through the ORM: the HL7 intake runs this for every new order.
+
+        Without ``check_keys`` a taken accession number or study UID is found by the database's
+        unique keys when the transaction ends (one statement less, AlreadyExists without details)."""
         accession = command.order.accession_number
-        self._check_keys_free(session, accession, command.procedures)
+        if check_keys:
+            self._check_keys_free(session, accession, command.procedures)
         (order_id,) = self._insert_orders(session, (command,), actor)
         steps = sum(len(procedure.steps) for procedure in command.procedures)
         self._audit(session, actor, "order.scheduled", order_id, steps=steps)
@@ -405,7 +409,9 @@ class RisService:
         while failure is None:
             attempts += 1
             try:
-                return self._apply_and_journal(message, commands, actor, answer)
+                # The first attempt leaves taken keys to the database's unique keys; a retry checks
+                # them itself and so can say which command and which key.
+                return self._apply_and_journal(message, commands, actor, answer, check_keys=attempts > 1)
             except _CommandRejected as rejected:
                 failure = rejected.failure
             except StorageUnavailable:
@@ -424,12 +430,18 @@ class RisService:
         return self._journal_failure(message, failure, answer)
 
     def _apply_and_journal(
-        self, message: InboundMessage, commands: Sequence[OrderCommand], actor: Actor, answer: Answer
+        self,
+        message: InboundMessage,
+        commands: Sequence[OrderCommand],
+        actor: Actor,
+        answer: Answer,
+        *,
+        check_keys: bool,
     ) -> Receipt:
         """The hot path: no look-up for a replay first. A replayed message trips over the journal's
         unique key (or over its own earlier change) and is answered from the journal then."""
         with self.db.transaction() as session:
-            applied = self._apply_commands(session, commands, actor)
+            applied = self._apply_commands(session, commands, actor, check_keys=check_keys)
             reply = answer(applied)
             journal_id = self._journal(session, message, reply, applied.order_ids[0] if applied.order_ids else None)
             return Receipt(reply, replayed=False, journal_id=journal_id)
@@ -453,12 +465,14 @@ class RisService:
                 return CommandFailed(index, ValidationFailed(problems))
         return None
 
-    def _apply_commands(self, session: Session, commands: Sequence[OrderCommand], actor: Actor) -> Applied:
+    def _apply_commands(
+        self, session: Session, commands: Sequence[OrderCommand], actor: Actor, *, check_keys: bool
+    ) -> Applied:
         order_ids: list[int] = []
         items = 0
         for index, command in enumerate(commands):
             try:
-                order_id, changed = self._apply_command(session, command, actor)
+                order_id, changed = self._apply_command(session, command, actor, check_keys=check_keys)
             except StorageUnavailable:
                 raise
             except DomainError as error:
@@ -468,11 +482,14 @@ class RisService:
             items += changed
         return Applied(tuple(order_ids), items)
 
-    def _apply_command(self, session: Session, command: OrderCommand, actor: Actor) -> tuple[int | None, int]:
+    def _apply_command(
+        self, session: Session, command: OrderCommand, actor: Actor, *, check_keys: bool
+    ) -> tuple[int | None, int]:
         """(order id, worklist items changed) of one validated command."""
         match command:
             case ScheduleOrder(order=new):
-                return self._schedule_order(session, new, actor), sum(len(p.steps) for p in new.procedures)
+                order_id = self._schedule_order(session, new, actor, check_keys=check_keys)
+                return order_id, sum(len(p.steps) for p in new.procedures)
             case UpdateOrder(key=key, order=new):
                 order = self._load_order(session, key)
                 self._update_order(session, order, new, actor)
