@@ -773,11 +773,12 @@ class RisService:
             )
             session.add(row)
             event = self._mpps_event(session, row, "N-CREATE", calling_ae, attributes)
+            enqueued = 0
             for reference in mpps.step_references(attributes):
                 step = _single_match(session, reference)
                 if step is not None and all(link.step_fk != step.id for link in row.links):
-                    self._link(session, row, step, actor, strict=False)
-            enqueued = self._enqueue_forwards(session, row, event)
+                    enqueued += self._link(session, row, step, actor, strict=False)
+            enqueued += self._enqueue_forwards(session, row, event)
             session.flush()
             view = repo.mpps_view(row)
         self._outbox_written(enqueued)
@@ -802,10 +803,11 @@ class RisService:
             row.attributes = outcome.attributes
             row.status = str(outcome.status)
             event = self._mpps_event(session, row, "N-SET", calling_ae, modification)
+            enqueued = 0
             if outcome.status is not before:
                 for link in row.links:
-                    self._follow_mpps(session, row, link.step, actor, strict=False)
-            enqueued = self._enqueue_forwards(session, row, event)
+                    enqueued += self._follow_mpps(session, row, link.step, actor, strict=False)
+            enqueued += self._enqueue_forwards(session, row, event)
             if outcome.status is MppsStatus.COMPLETED:
                 enqueued += self._enqueue_ians(session, row)
             session.flush()
@@ -867,8 +869,9 @@ class RisService:
         with self.db.transaction() as session:
             row = repo.get_performed_step(session, sop_instance_uid, for_update=True)
             step = repo.get_step(session, step_id)
+            enqueued = 0
             if all(link.step_fk != step.id for link in row.links):
-                self._link(session, row, step, actor, strict=True)
+                enqueued = self._link(session, row, step, actor, strict=True)
                 log.info(
                     "mpps linked uid=%s step=%s accession=%s by=%s",
                     sop_instance_uid,
@@ -877,7 +880,9 @@ class RisService:
                     actor,
                 )
             session.flush()
-            return repo.mpps_view(row)
+            view = repo.mpps_view(row)
+        self._outbox_written(enqueued)
+        return view
 
     def _mpps_event(
         self, session: Session, row: PerformedStep, kind: str, calling_ae: str, attributes: DicomJson
@@ -887,16 +892,17 @@ class RisService:
         session.flush()
         return event
 
-    def _link(self, session: Session, row: PerformedStep, step: ScheduledStep, actor: Actor, *, strict: bool) -> None:
+    def _link(self, session: Session, row: PerformedStep, step: ScheduledStep, actor: Actor, *, strict: bool) -> int:
         row.links.append(PerformedStepLink(step=step, step_fk=step.id, linked_at=self.clock(), linked_by=str(actor)))
-        self._follow_mpps(session, row, step, actor, strict=strict)
+        return self._follow_mpps(session, row, step, actor, strict=strict)
 
     def _follow_mpps(
         self, session: Session, row: PerformedStep, step: ScheduledStep, actor: Actor, *, strict: bool
-    ) -> None:
-        """Move ``step`` to the status its performed step implies. A step that cannot get there (a
-        canceled order, a step another performed step already completed) keeps its status: the
-        modality's report is stored all the same. ``strict`` raises instead (manual linking)."""
+    ) -> int:
+        """Move ``step`` to the status its performed step implies; returns the outbox tasks this
+        wrote. A step that cannot get there (a canceled order, a step another performed step
+        already completed) keeps its status: the modality's report is stored all the same.
+        ``strict`` raises instead (manual linking)."""
         target = mpps.STEP_STATUS_FOR[MppsStatus(row.status)]
         try:
             path = transition_path(StepStatus(step.status), target)
@@ -911,12 +917,52 @@ class RisService:
                 step.status,
                 target,
             )
-            return
+            return 0
+        enqueued = 0
         for status in path:
             self._set_status(step, status)
             self._audit(
                 session, actor, f"step.{status.lower()}", step.order, step=step.sps_id, mpps=row.sop_instance_uid
             )
+            enqueued += self._enqueue_status_to_his(session, step, status)
+        return enqueued
+
+    def _enqueue_status_to_his(self, session: Session, step: ScheduledStep, status: StepStatus) -> int:
+        """Tell the HIS that a step started or completed (ORM^O01 SC), when the site wants it."""
+        destination = self.settings.hl7_status_destination
+        if not destination or status not in tasks.REPORTED_TO_HIS:
+            return 0
+        order, patient, procedure = step.order, step.patient, step.procedure
+        at = self.clock().astimezone(self.zone)
+        payload = {
+            "subject": order.accession_number or step.sps_id,
+            "control_id": new_short_id("RIS"),  # MSH-10, the same on a re-send
+            "status": str(status),
+            "at": f"{at:%Y%m%d%H%M%S}",
+            "character_set": order.character_set,
+            "patient_id": patient.patient_id,
+            "issuer_of_patient_id": patient.issuer,
+            "patient_name": patient.name,
+            "placer_order_number": order.placer_order_number,
+            "filler_order_number": order.filler_order_number,
+            "accession_number": order.accession_number,
+            "requested_procedure_id": procedure.requested_procedure_id,
+            "procedure_code": [procedure.code_value, procedure.code_meaning, procedure.code_scheme],
+            "sps_id": step.sps_id,
+            "modality": step.modality,
+            "study_uid": procedure.study_uid,
+        }
+        return self._enqueue(
+            session,
+            NewTask(
+                kind=TaskKind.HL7_STATUS,
+                destination=destination,
+                dedupe_key=tasks.status_key(step.id, status, destination),
+                ordering_key=tasks.status_ordering_key(order.id, destination),
+                payload=payload,
+                order_id=order.id,
+            ),
+        )
 
     def _enqueue_forwards(self, session: Session, row: PerformedStep, event: PerformedStepEvent) -> int:
         payload = {

@@ -122,6 +122,9 @@ class Settings:
         "TOML file overriding the HL7 field mapping, order control table and station rules (relative: "
         "to instance_path).",
     )
+    hl7_status_destination: str = _setting(
+        "", "host:port of the HIS's MLLP listener for step status messages (ORM^O01 SC IP/CM); empty: none."
+    )
 
     mpps_ian_retrieve_ae_title: str = _setting(
         "", "Retrieve AE Title put in IANs for series whose MPPS names none (e.g. the PACS's AE title)."
@@ -262,6 +265,8 @@ def _with_derived_defaults(settings: Settings) -> Settings:
         raise SettingsError(f"log_level: {settings.log_level!r} is not one of DEBUG, INFO, WARNING, ERROR")
     _check_host_port("web_bind", settings.web_bind)
     _check_ae_title("dicom_ae_title", settings.dicom_ae_title)
+    if settings.hl7_status_destination:
+        _check_host_port("hl7_status_destination", settings.hl7_status_destination)
     if settings.mpps_ian_retrieve_ae_title:
         _check_ae_title("mpps_ian_retrieve_ae_title", settings.mpps_ian_retrieve_ae_title)
     return dataclasses.replace(

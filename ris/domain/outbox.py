@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from ris.domain.status import StepStatus
+
 
 class TaskKind(StrEnum):
     IAN = "ian"
@@ -90,3 +92,16 @@ def forward_key(event_id: int, destination: str) -> str:
 
 def forward_ordering_key(mpps_uid: str, destination: str) -> str:
     return f"mpps-forward:{destination}:{mpps_uid}"
+
+
+# Step statuses the HIS hears about (ORM^O01 order control SC: IP, CM).
+REPORTED_TO_HIS: frozenset[StepStatus] = frozenset({StepStatus.STARTED, StepStatus.COMPLETED})
+
+
+def status_key(step_id: int, status: StepStatus, destination: str) -> str:
+    return f"hl7-status:{step_id}:{status}:{destination}"
+
+
+def status_ordering_key(order_id: int, destination: str) -> str:
+    """An order's status messages reach the HIS in the order they happened (IP before CM)."""
+    return f"hl7-status:{destination}:{order_id}"

@@ -3,9 +3,13 @@ reconciliation, and the outbox tasks written in the same transaction."""
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Iterator
+
 import pytest
 from pydicom.dataset import Dataset
 
+from ris.db import Database
 from ris.domain.errors import AlreadyExists, InvalidTransition, MissingAttributeValue, NotFound
 from ris.domain.model import Actor, AeRole, OrderView, RemoteAE, StepData
 from ris.domain.mpps import MppsStatus
@@ -13,6 +17,7 @@ from ris.domain.outbox import TaskKind, TaskState
 from ris.domain.status import StepStatus
 from ris.domain.worklist import WorklistQuery
 from ris.services import RisService
+from ris.settings import Settings
 from tests.support.mpps import as_json, n_create, n_set, reference_to, series, step_reference
 from tests.support.orders import new_order, step
 
@@ -194,3 +199,41 @@ def test_a_refused_event_writes_no_task(service: RisService) -> None:
     with pytest.raises(MissingAttributeValue):
         service.record_mpps_set(UID, as_json(n_set("COMPLETED")), "CT_RAD_01")
     assert len(service.list_outbox_tasks()) == 1
+
+
+@pytest.fixture
+def his_site(settings: Settings) -> Iterator[RisService]:
+    service = RisService(
+        Database(settings.database_url), dataclasses.replace(settings, hl7_status_destination="his.example:2575")
+    )
+    yield service
+    service.db.dispose()
+
+
+def test_the_his_hears_when_a_step_starts_and_completes(his_site: RisService) -> None:
+    order = _order(his_site)
+    _create(his_site, reference_to(order))
+    his_site.record_mpps_set(UID, as_json(n_set("COMPLETED", series())), "CT_RAD_01")
+    statuses = sorted(his_site.list_outbox_tasks(kind=TaskKind.HL7_STATUS), key=lambda t: t.id)
+    assert [(t.destination, t.payload["status"], t.order_id) for t in statuses] == [
+        ("his.example:2575", "STARTED", order.id),
+        ("his.example:2575", "COMPLETED", order.id),
+    ]
+    first = statuses[0].payload
+    assert first["accession_number"] == order.order.accession_number
+    assert first["placer_order_number"] == order.order.placer_order_number
+    assert first["sps_id"] == order.steps[0].sps_id
+    assert first["patient_id"] == order.patient.patient_id
+    assert first["control_id"] != statuses[1].payload["control_id"]
+
+
+def test_reconciling_a_completed_step_tells_the_his_both_steps(his_site: RisService) -> None:
+    order = _order(his_site)
+    _create(his_site, step_reference())
+    his_site.record_mpps_set(UID, as_json(n_set("COMPLETED", series())), "CT_RAD_01")
+    assert his_site.list_outbox_tasks(kind=TaskKind.HL7_STATUS) == []
+    his_site.outbox_ready.clear()
+    his_site.link_mpps(UID, order.steps[0].id, ANNA)
+    statuses = sorted(his_site.list_outbox_tasks(kind=TaskKind.HL7_STATUS), key=lambda t: t.id)
+    assert [t.payload["status"] for t in statuses] == ["STARTED", "COMPLETED"]
+    assert his_site.outbox_ready.is_set()
