@@ -1,26 +1,38 @@
 """Outbox deliveries over DICOM (ports of ris.outbox): Instance Availability Notifications and
 MPPS forwards, each an N-CREATE or N-SET on an association of its own.
 
-Success and warning statuses confirm a task. 0111 (duplicate SOP instance) on an N-CREATE also
-does: every task carries its own SOP Instance UID, so the destination already holds exactly this
-instance from an earlier attempt whose confirmation we did not record. Every other failure status,
-a refused association and a missing answer are retried by the outbox.
+Success and warning statuses confirm a task. So do two answers to a re-send after the worker
+stopped between the destination's confirmation and recording it:
+
+- 0111 (duplicate SOP instance) to an N-CREATE: an IAN task has a SOP Instance UID of its own, a
+  forwarded N-CREATE the modality's, so the destination already holds exactly this instance;
+- 0110 (processing failure) to a forwarded N-SET that ends the step, when an earlier attempt of
+  this task is unresolved: forwards of a step go in order, so the step at the destination can only
+  have become final through that attempt ("may no longer be updated").
+
+Every other failure status, a refused association and a missing answer are retried by the outbox.
 """
 
 from __future__ import annotations
+
+import logging
+from collections.abc import Callable
 
 from pydicom.dataset import Dataset
 from pynetdicom.association import Association
 
 from dimse.dicom_json import from_json
-from dimse.scu import Peer, PeerUnavailable, association, response
+from dimse.scu import Peer, PeerUnavailable, Response, association, response
 from ris.domain.model import AeRole
-from ris.domain.mpps import IAN_SOP_CLASS, MPPS_SOP_CLASS
+from ris.domain.mpps import IAN_SOP_CLASS, MPPS_SOP_CLASS, MppsStatus, status_of
 from ris.domain.outbox import OutboxTask
 from ris.outbox import DeliveryFailed
 from ris.services import RisService
 
+log = logging.getLogger(__name__)
+
 DUPLICATE_SOP_INSTANCE = 0x0111
+PROCESSING_FAILURE = 0x0110
 
 
 def _n_create(assoc: Association, dataset: Dataset, sop_class: str, sop_instance_uid: str) -> Dataset:
@@ -47,7 +59,15 @@ class _DicomDelivery:
             raise DeliveryFailed(f"{task.destination} is no longer a remote AE with role {self.role}", retryable=False)
         return Peer(ae.ae_title, ae.host, ae.port)
 
-    def _send(self, task: OutboxTask, sop_class: str, operation: str, dataset: Dataset, sop_instance_uid: str) -> None:
+    def _send(
+        self,
+        task: OutboxTask,
+        sop_class: str,
+        operation: str,
+        dataset: Dataset,
+        sop_instance_uid: str,
+        already_there: Callable[[Response], bool],
+    ) -> None:
         peer = self._peer(task)
         send = _n_create if operation == "N-CREATE" else _n_set
         try:
@@ -55,9 +75,12 @@ class _DicomDelivery:
                 answer = response(send(assoc, dataset, sop_class, sop_instance_uid), peer)
         except (PeerUnavailable, OSError) as exc:
             raise DeliveryFailed(str(exc)) from exc
-        already_there = operation == "N-CREATE" and answer.status == DUPLICATE_SOP_INSTANCE
-        if not (answer.confirms or already_there):
-            raise DeliveryFailed(f"{peer} answered the {operation} with {answer}")
+        if answer.confirms:
+            return
+        if already_there(answer):
+            log.info("delivery already at the destination task=%s destination=%s %s", task.id, peer, answer)
+            return
+        raise DeliveryFailed(f"{peer} answered the {operation} with {answer}")
 
 
 class IanDelivery(_DicomDelivery):
@@ -67,7 +90,7 @@ class IanDelivery(_DicomDelivery):
 
     def __call__(self, task: OutboxTask) -> None:
         dataset = from_json(task.payload["attributes"])
-        self._send(task, IAN_SOP_CLASS, "N-CREATE", dataset, task.payload["sop_instance_uid"])
+        self._send(task, IAN_SOP_CLASS, "N-CREATE", dataset, task.payload["sop_instance_uid"], _duplicate)
 
 
 class MppsForwardDelivery(_DicomDelivery):
@@ -76,5 +99,20 @@ class MppsForwardDelivery(_DicomDelivery):
     role = AeRole.MPPS_FORWARD
 
     def __call__(self, task: OutboxTask) -> None:
-        dataset = from_json(task.payload["attributes"])
-        self._send(task, MPPS_SOP_CLASS, task.payload["operation"], dataset, task.payload["sop_instance_uid"])
+        attributes = task.payload["attributes"]
+        operation = task.payload["operation"]
+        if operation == "N-CREATE":
+            already_there = _duplicate
+        else:
+            final = status_of(attributes) in (MppsStatus.COMPLETED, MppsStatus.DISCONTINUED)
+
+            def already_there(answer: Response) -> bool:
+                return final and task.earlier_attempt_unresolved and answer.status == PROCESSING_FAILURE
+
+        self._send(
+            task, MPPS_SOP_CLASS, operation, from_json(attributes), task.payload["sop_instance_uid"], already_there
+        )
+
+
+def _duplicate(answer: Response) -> bool:
+    return answer.status == DUPLICATE_SOP_INSTANCE

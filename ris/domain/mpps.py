@@ -269,6 +269,11 @@ def apply_set(current: DicomJson, current_status: MppsStatus, modification: Dico
     return SetOutcome(merged, status, ignored)
 
 
+def status_of(attributes: DicomJson) -> str:
+    """The Performed Procedure Step Status of an attribute list ("" when it sets none)."""
+    return text(attributes, PPS_STATUS)
+
+
 def keyword_of(tag: str) -> str:
     return _NOT_SETTABLE_KEYWORDS.get(tag, f"({tag[:4]},{tag[4:]})")
 

@@ -58,6 +58,12 @@ class OutboxTask:
     payload: dict[str, Any]
 
     @property
+    def earlier_attempt_unresolved(self) -> bool:
+        """An earlier attempt was claimed but neither confirmed nor failed: the worker stopped
+        during it, so the destination may already have this task."""
+        return self.attempts > 1 and not self.last_error
+
+    @property
     def subject(self) -> str:
         """What the task is about, for lists and logs (a SOP instance UID, an accession)."""
         return str(self.payload.get("subject", ""))

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from dimse.deliveries import IanDelivery
+from dimse.deliveries import IanDelivery, MppsForwardDelivery
 from ris import bootstrap
 from ris.db import Database
 from ris.domain.model import Actor, AeRole, OrderView, RemoteAE
@@ -171,3 +171,25 @@ def test_mpps_forwards_arrive_in_order_even_after_an_outage(ris: RisService, wor
         ("N-SET", UID),
     ]
     assert [as_json(r.dataset) for r in mirror.of()] == [as_json(created), as_json(progress), as_json(completed)]
+
+
+def test_a_re_sent_final_forward_the_receiver_already_applied_counts_as_delivered(
+    ris: RisService, site: Settings
+) -> None:
+    with serving(RecordingScp(MPPS_SOP_CLASS, ae_title="MIRROR", status=0x0110)) as mirror:
+        _destination(ris, "MIRROR", mirror.port, AeRole.MPPS_FORWARD)
+        progress = n_set("IN PROGRESS")
+        del progress.PerformedProcedureStepEndDate, progress.PerformedProcedureStepEndTime
+        ris.record_mpps_create(UID, as_json(n_create(reference_to(_order(ris)))), "CT_RAD_01")
+        ris.record_mpps_set(UID, as_json(progress), "CT_RAD_01")
+        ris.record_mpps_set(UID, as_json(n_set("COMPLETED", series(1))), "CT_RAD_01")
+        _create, in_progress, completed = sorted(ris.list_outbox_tasks(), key=lambda t: t.id)
+        forward = MppsForwardDelivery(ris, site.dicom_ae_title, timeout=5)
+        unresolved = {"attempts": 2, "last_error": ""}
+        forward(dataclasses.replace(completed, **unresolved))  # "may no longer be updated": it got there
+        with pytest.raises(DeliveryFailed, match="0x0110"):
+            forward(dataclasses.replace(completed, attempts=2, last_error="cannot connect"))
+        with pytest.raises(DeliveryFailed, match="0x0110"):
+            forward(dataclasses.replace(completed, attempts=1, last_error=""))
+        with pytest.raises(DeliveryFailed, match="0x0110"):
+            forward(dataclasses.replace(in_progress, **unresolved))
