@@ -27,7 +27,8 @@ def to_json(dataset: Dataset) -> DicomJson:
         with _validation_switch, config.disable_value_validation():
             result: DicomJson = dataset.to_json_dict()
     except (ValueError, TypeError, KeyError, LookupError, RecursionError, UnicodeError) as exc:
-        raise UnreadableDataset(f"the data set cannot be decoded: {type(exc).__name__}: {exc}") from exc
+        # The message of the cause may quote a value (a patient's name): it stays out of the log.
+        raise UnreadableDataset(f"the data set cannot be decoded ({type(exc).__name__})") from exc
     return result
 
 

@@ -20,6 +20,7 @@ from typing import Protocol
 
 from dimse.ae import AssociationPolicy, DicomListener, DicomService, VerificationService
 from dimse.deliveries import IanDelivery, MppsForwardDelivery
+from dimse.mpps import MppsService
 from dimse.mwl import ModalityWorklistService
 from hl7.intake import Intake
 from hl7.mapping import MappingError, OrderMapping, load_mapping
@@ -90,7 +91,7 @@ def prepare_database(service: RisService) -> None:
 
 def dicom_services(service: RisService, settings: Settings) -> list[DicomService]:
     """The services of our DICOM AE, all on one port and AE title."""
-    return [VerificationService(), ModalityWorklistService(service, settings)]
+    return [VerificationService(), ModalityWorklistService(service, settings), MppsService(service)]
 
 
 def listeners(service: RisService, settings: Settings) -> list[Listener]:

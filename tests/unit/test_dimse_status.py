@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import pytest
 
-from dimse.status import C_FIND, STATUS_TABLE, error_comment, failure_status, status_code
+from dimse.status import C_FIND, N_CREATE, N_SET, STATUS_TABLE, error_comment, failure_status, status_code
 from ris.domain.errors import (
     AlreadyExists,
+    ConcurrentUpdate,
     DomainError,
     FieldProblem,
+    InvalidTransition,
+    MissingAttribute,
+    MissingAttributeValue,
     NotFound,
     StorageUnavailable,
     ValidationFailed,
 )
+
+PROBLEM = [FieldProblem("Modality", "is missing")]
 
 
 @pytest.mark.parametrize(
@@ -41,3 +47,31 @@ def test_failure_status_carries_a_fitting_error_comment() -> None:
     assert status.ErrorComment == "the database cannot be read: disk I/O error at line 3"
     assert len(error_comment("x" * 100)) == 64
     assert error_comment("Müller \\ x") == "M?ller / x"
+
+
+@pytest.mark.parametrize(
+    ("operation", "error", "code"),
+    [
+        (N_CREATE, AlreadyExists("x"), 0x0111),
+        (N_CREATE, MissingAttribute(PROBLEM), 0x0120),
+        (N_CREATE, MissingAttributeValue(PROBLEM), 0x0121),
+        (N_CREATE, ValidationFailed(PROBLEM), 0x0106),
+        (N_CREATE, StorageUnavailable("down"), 0x0110),
+        (N_CREATE, ConcurrentUpdate("x"), 0x0110),
+        (N_SET, NotFound("x"), 0x0112),
+        (N_SET, InvalidTransition("may no longer be updated"), 0x0110),
+        (N_SET, MissingAttribute(PROBLEM), 0x0120),
+        (N_SET, MissingAttributeValue(PROBLEM), 0x0121),
+        (N_SET, ValidationFailed(PROBLEM), 0x0106),
+        (N_SET, StorageUnavailable("down"), 0x0110),
+        (N_SET, AlreadyExists("x"), 0x0110),
+    ],
+)
+def test_mpps_statuses(operation: str, error: DomainError, code: int) -> None:
+    assert status_code(operation, error) == code
+
+
+def test_a_final_step_answers_with_the_error_id_of_table_f_7_2_2() -> None:
+    status = failure_status(N_SET, InvalidTransition("Performed Procedure Step Object may no longer be updated"))
+    assert (status.Status, status.ErrorID) == (0x0110, 0xA710)
+    assert "ErrorID" not in failure_status(N_SET, StorageUnavailable("down"))
