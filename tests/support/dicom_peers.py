@@ -49,6 +49,11 @@ class RecordingScp:
     created: set[str] = field(default_factory=set)  # instances it accepted
     port: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # Cleared: requests are recorded (and instances created) but the answer waits until it is set.
+    answering: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        self.answering.set()
 
     def _record(self, event: Event, operation: str, dataset: Dataset) -> tuple[int, Dataset | None]:
         request = event.request
@@ -63,6 +68,7 @@ class RecordingScp:
                 return 0x0111, None
             if operation == "N-CREATE" and self.status == 0:
                 self.created.add(uid)
+        self.answering.wait(60)
         return self.status, (Dataset() if self.status == 0 else None)
 
     def _n_create(self, event: Event) -> tuple[int, Dataset | None]:
