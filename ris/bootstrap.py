@@ -25,6 +25,7 @@ from dimse.mwl import ModalityWorklistService
 from hl7.intake import Intake
 from hl7.mapping import MappingError, OrderMapping, load_mapping
 from hl7.server import MllpServer, ServerLimits
+from hl7.status import HisStatusDelivery
 from ris.db import Database
 from ris.domain.errors import DomainError
 from ris.domain.outbox import TaskKind
@@ -110,6 +111,7 @@ def outbox_worker(service: RisService, settings: Settings) -> OutboxWorker:
     deliveries: dict[TaskKind, Delivery] = {
         TaskKind.IAN: IanDelivery(service, settings.dicom_ae_title, timeout),
         TaskKind.MPPS_FORWARD: MppsForwardDelivery(service, settings.dicom_ae_title, timeout),
+        TaskKind.HL7_STATUS: HisStatusDelivery(settings.dicom_ae_title, timeout),
     }
     return OutboxWorker(
         service,
