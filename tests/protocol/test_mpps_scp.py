@@ -4,7 +4,7 @@ statuses seen through C-FIND, unscheduled steps kept, and no success for what wa
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from pydicom.dataset import Dataset
@@ -37,34 +37,27 @@ def order(service: RisService) -> OrderView:
     return service.schedule_order(new_order(), Actor("cli", "test"))
 
 
-def _associate(port: int) -> Association:
+def _on_own_association(port: int, send: Callable[[Association], tuple[Dataset, Dataset | None]]) -> Dataset:
+    """One request on an association of its own (as modalities do); the response status dataset."""
     ae = AE(ae_title=SCANNER)
     ae.add_requested_context(MPPS_SOP_CLASS)
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 20
     assoc = ae.associate("127.0.0.1", port, ae_title=OUR_AE)
     assert assoc.is_established
-    return assoc
+    try:
+        status, _attributes = send(assoc)
+    finally:
+        assoc.release()
+    assert "Status" in status, "no response"
+    return status
 
 
 def create(port: int, attributes: Dataset, uid: str | None = UID) -> Dataset:
-    """One N-CREATE on its own association (as modalities do); the response status dataset."""
-    assoc = _associate(port)
-    try:
-        status, _attributes = assoc.send_n_create(attributes, MPPS_SOP_CLASS, uid)
-    finally:
-        assoc.release()
-    assert "Status" in status, "no response"
-    return status
+    return _on_own_association(port, lambda assoc: assoc.send_n_create(attributes, MPPS_SOP_CLASS, uid))
 
 
 def update(port: int, modification: Dataset, uid: str = UID) -> Dataset:
-    assoc = _associate(port)
-    try:
-        status, _attributes = assoc.send_n_set(modification, MPPS_SOP_CLASS, uid)
-    finally:
-        assoc.release()
-    assert "Status" in status, "no response"
-    return status
+    return _on_own_association(port, lambda assoc: assoc.send_n_set(modification, MPPS_SOP_CLASS, uid))
 
 
 def _sps_status(port: int, order: OrderView) -> list[str]:
