@@ -154,6 +154,16 @@ def cmd_outbox_retry(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_user_token(args: argparse.Namespace, settings: Settings) -> int:
+    token = _service(settings).create_api_token(args.username, args.name, _actor())
+    print(token)
+    print(
+        f"API token for {args.username}: shown only now, keep it safe (send it as Authorization: Bearer)",
+        file=sys.stderr,
+    )
+    return 0
+
+
 def cmd_config(args: argparse.Namespace, settings: Settings) -> int:
     for env_name, _default, help_text in describe_settings():
         name = env_name.removeprefix("RIS_").lower()
@@ -301,6 +311,13 @@ def build_parser() -> argparse.ArgumentParser:
     add("list", cmd_ae_list, "list remote AEs", ae)
     ae_remove = add("remove", cmd_ae_remove, "remove a remote AE", ae)
     ae_remove.add_argument("ae_title")
+
+    user = commands.add_parser("user", help="web users and API tokens").add_subparsers(
+        dest="user_command", required=True
+    )
+    user_token = add("token", cmd_user_token, "create an API token acting as USERNAME (printed once)", user)
+    user_token.add_argument("username")
+    user_token.add_argument("--name", default="", help="what the token is for, e.g. the program using it")
 
     outbox = commands.add_parser("outbox", help="deliveries to PACS, reporting and the HIS").add_subparsers(
         dest="outbox_command", required=True

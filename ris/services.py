@@ -24,6 +24,7 @@ from sqlalchemy.sql.dml import ReturningInsert
 from ris.db import Database, SchemaStatus
 from ris.db import repository as repo
 from ris.db.models import (
+    ApiToken,
     AuditEvent,
     Base,
     Hl7Message,
@@ -36,6 +37,7 @@ from ris.db.models import (
     RemoteAe,
     RequestedProcedure,
     ScheduledStep,
+    User,
     utcnow,
 )
 from ris.db.worklist_sql import worklist_select
@@ -85,6 +87,7 @@ from ris.domain.mpps import MppsEvent, MppsStatus, MppsView
 from ris.domain.outbox import NewTask, RetryPolicy, TaskKind, TaskState
 from ris.domain.outbox import OutboxTask as OutboxTaskView
 from ris.domain.status import RESCHEDULABLE_STATUSES, StepStatus, check_transition, transition_path
+from ris.domain.tokens import ApiTokenView, TokenHolder, new_token, token_hash
 from ris.domain.validation import (
     choose_character_set,
     new_order_problems,
@@ -240,14 +243,21 @@ class RisService:
             session.flush()
             return repo.step_view(step)
 
-    def change_order_status(self, key: OrderKey | int, target: StepStatus, actor: Actor, reason: str = "") -> OrderView:
+    def change_order_status(
+        self,
+        key: OrderKey | int,
+        target: StepStatus,
+        actor: Actor,
+        reason: str = "",
+        expected_version: int | None = None,
+    ) -> OrderView:
         """Move every open step of an order to ``target`` (cancel, discontinue, check in, HL7 SC).
 
         All or nothing: if one open step cannot make the move, nothing changes. Steps already
         final are left alone; an order whose steps are all final only accepts a repeat of its
         outcome (a replayed cancel changes nothing)."""
         with self.db.transaction() as session:
-            order = self._load_order(session, key)
+            order = self._load_order(session, key, expected_version)
             self._change_order_status(session, order, target, actor, reason)
             return repo.order_view(order)
 
@@ -281,8 +291,10 @@ class RisService:
             )
         return to_change
 
-    def cancel_order(self, key: OrderKey | int, actor: Actor, reason: str = "") -> OrderView:
-        return self.change_order_status(key, StepStatus.CANCELED, actor, reason)
+    def cancel_order(
+        self, key: OrderKey | int, actor: Actor, reason: str = "", expected_version: int | None = None
+    ) -> OrderView:
+        return self.change_order_status(key, StepStatus.CANCELED, actor, reason, expected_version)
 
     def discontinue_order(self, key: OrderKey | int, actor: Actor, reason: str = "") -> OrderView:
         return self.change_order_status(key, StepStatus.DISCONTINUED, actor, reason)
@@ -1108,6 +1120,60 @@ class RisService:
         self._outbox_written(1)
         log.info("outbox task retry task=%s kind=%s destination=%s by=%s", task_id, view.kind, view.destination, actor)
         return view
+
+    # --- API tokens -----------------------------------------------------------------------------
+
+    def create_api_token(self, username: str, name: str, actor: Actor) -> str:
+        """A new token for ``username``'s programs; returns the token itself, which is not kept
+        (only its hash), so it can be shown once."""
+        token = new_token()
+        with self.db.transaction() as session:
+            user = session.scalars(select(User).where(User.username == username)).one_or_none()
+            if user is None:
+                raise NotFound(f"user {username!r} does not exist")
+            if not user.active:
+                raise InvalidTransition(f"user {username!r} is disabled; enable it before giving it a token")
+            row = ApiToken(user_fk=user.id, name=name[:64], token_hash=token_hash(token), created_at=self.clock())
+            session.add(row)
+            session.flush()
+            self._audit(session, actor, "api_token.created", None, username=username, token=row.id, name=row.name)
+        log.info("api token created user=%s token=%s by=%s", username, row.id, actor)
+        return token
+
+    def authenticate_token(self, token: str) -> TokenHolder | None:
+        """The active user ``token`` belongs to (and the token's last use is noted), else None."""
+        if not token:
+            return None
+        with self.db.transaction() as session:
+            found = session.execute(
+                select(ApiToken, User)
+                .join(User, User.id == ApiToken.user_fk)
+                .where(ApiToken.token_hash == token_hash(token), User.active.is_(True))
+            ).one_or_none()
+            if found is None:
+                return None
+            row, user = found
+            row.last_used_at = self.clock()
+            return TokenHolder(username=user.username, role=user.role, token_id=row.id)
+
+    def list_api_tokens(self, username: str | None = None) -> list[ApiTokenView]:
+        query = select(ApiToken, User.username).join(User, User.id == ApiToken.user_fk).order_by(ApiToken.id)
+        if username is not None:
+            query = query.where(User.username == username)
+        with self.db.reading() as session:
+            return [
+                ApiTokenView(row.id, owner, row.name, row.created_at, row.last_used_at)
+                for row, owner in session.execute(query)
+            ]
+
+    def revoke_api_token(self, token_id: int, actor: Actor) -> None:
+        with self.db.transaction() as session:
+            row = session.get(ApiToken, token_id)
+            if row is None:
+                raise NotFound(f"API token {token_id} does not exist")
+            session.delete(row)
+            self._audit(session, actor, "api_token.revoked", None, token=token_id, name=row.name)
+        log.info("api token revoked token=%s by=%s", token_id, actor)
 
     # --- health -------------------------------------------------------------------------------
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from flask import Flask
 
-from ris.web import health
+from ris.web import api, health
 
 
 def register_blueprints(app: Flask) -> None:
     app.register_blueprint(health.blueprint)
+    app.register_blueprint(api.blueprint)
