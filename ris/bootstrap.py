@@ -27,8 +27,10 @@ from hl7.mapping import MappingError, OrderMapping, load_mapping
 from hl7.server import MllpServer, ServerLimits
 from hl7.status import HisStatusDelivery
 from ris.db import Database
-from ris.domain.errors import DomainError
+from ris.domain.errors import DomainError, ValidationFailed
+from ris.domain.model import SYSTEM
 from ris.domain.outbox import TaskKind
+from ris.domain.users import Role
 from ris.outbox import Delivery, OutboxWorker
 from ris.services import RisService
 from ris.settings import Settings
@@ -88,6 +90,29 @@ def prepare_database(service: RisService) -> None:
     raise StartupError(
         f"the database schema is at {status.revision}, this version needs {status.head}: run `ris db upgrade`"
     )
+
+
+FIRST_ADMIN = "admin"
+
+
+def ensure_first_admin(service: RisService, settings: Settings) -> None:
+    """On an empty users table create the user ``admin``: with ``admin_password`` if the site set
+    one, else with a random password printed once to stderr (it is stored only as a hash)."""
+    if service.has_users():
+        return
+    password = settings.admin_password or secrets.token_urlsafe(12)
+    try:
+        service.create_user(FIRST_ADMIN, password, Role.ADMIN, SYSTEM)
+    except ValidationFailed as error:
+        raise StartupError(f"admin_password: {'; '.join(p.message for p in error.problems)}") from None
+    if settings.admin_password:
+        print(f"ris: created the first user {FIRST_ADMIN!r} with the password from RIS_ADMIN_PASSWORD", file=sys.stderr)
+    else:
+        print(
+            f"ris: created the first user {FIRST_ADMIN!r} with the password {password}"
+            " (shown only now; change it with `ris user passwd`)",
+            file=sys.stderr,
+        )
 
 
 def dicom_services(service: RisService, settings: Settings) -> list[DicomService]:
@@ -192,6 +217,7 @@ def serve(settings: Settings) -> int:
     manager restarts the site as a whole instead of leaving half of it running."""
     service = build_service(settings)
     prepare_database(service)
+    ensure_first_admin(service, settings)
     service.db.dispose()
     ensure_secret_key(settings.instance_path)
     env = {**os.environ, "RIS_INSTANCE_PATH": str(settings.instance_path)}

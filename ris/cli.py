@@ -19,9 +19,10 @@ from ris import bootstrap, transfer
 from ris.domain.errors import DomainError, ValidationFailed
 from ris.domain.model import Actor, AeRole, RemoteAE
 from ris.domain.outbox import OutboxTask, TaskKind, TaskState
+from ris.domain.users import Role
 from ris.logs import configure_logging
 from ris.services import RisService
-from ris.settings import Settings, SettingsError, describe_settings, load_settings
+from ris.settings import SECRET_SETTINGS, Settings, SettingsError, describe_settings, load_settings
 
 Command = Callable[[argparse.Namespace, Settings], int]
 
@@ -164,11 +165,51 @@ def cmd_user_token(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _read_password(args: argparse.Namespace) -> str:
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    password = getpass.getpass("Password: ")
+    if getpass.getpass("Again: ") != password:
+        raise DomainError("the two passwords differ; nothing was changed")
+    return password
+
+
+def cmd_user_add(args: argparse.Namespace, settings: Settings) -> int:
+    user = _service(settings).create_user(args.username, _read_password(args), Role(args.role), _actor())
+    print(f"added user {user.username} ({user.role})")
+    return 0
+
+
+def cmd_user_list(args: argparse.Namespace, settings: Settings) -> int:
+    print(f"{'user':<24}  {'role':<10}  state")
+    for user in _service(settings).list_users():
+        print(f"{user.username:<24}  {user.role:<10}  {'active' if user.active else 'disabled'}")
+    return 0
+
+
+def cmd_user_disable(args: argparse.Namespace, settings: Settings) -> int:
+    _service(settings).set_user_active(args.username, False, _actor())
+    print(f"disabled user {args.username}; they can no longer log in")
+    return 0
+
+
+def cmd_user_enable(args: argparse.Namespace, settings: Settings) -> int:
+    _service(settings).set_user_active(args.username, True, _actor())
+    print(f"enabled user {args.username}")
+    return 0
+
+
+def cmd_user_passwd(args: argparse.Namespace, settings: Settings) -> int:
+    _service(settings).set_password(args.username, _read_password(args), _actor())
+    print(f"changed the password of {args.username}")
+    return 0
+
+
 def cmd_config(args: argparse.Namespace, settings: Settings) -> int:
     for env_name, _default, help_text in describe_settings():
         name = env_name.removeprefix("RIS_").lower()
         value = getattr(settings, name)
-        shown = ("(set)" if value else "") if name == "secret_key" else value
+        shown = ("(set)" if value else "") if name in SECRET_SETTINGS else value
         print(f"{env_name:<28} = {shown!s:<40} # {help_text}")
     return 0
 
@@ -312,9 +353,22 @@ def build_parser() -> argparse.ArgumentParser:
     ae_remove = add("remove", cmd_ae_remove, "remove a remote AE", ae)
     ae_remove.add_argument("ae_title")
 
-    user = commands.add_parser("user", help="web users and API tokens").add_subparsers(
+    user = commands.add_parser("user", help="web users, their roles and API tokens").add_subparsers(
         dest="user_command", required=True
     )
+    user_add = add("add", cmd_user_add, "add a web user (the password is asked for, or read from stdin)", user)
+    user_add.add_argument("username")
+    user_add.add_argument("--role", required=True, choices=[r.value for r in Role])
+    user_add.add_argument("--password-stdin", action="store_true", help="read the password from stdin's first line")
+    add("list", cmd_user_list, "list web users", user)
+    for name, handler, help_text in (
+        ("disable", cmd_user_disable, "disable a user: no more logins, open sessions end"),
+        ("enable", cmd_user_enable, "enable a disabled user again"),
+    ):
+        add(name, handler, help_text, user).add_argument("username")
+    passwd = add("passwd", cmd_user_passwd, "set a user's password", user)
+    passwd.add_argument("username")
+    passwd.add_argument("--password-stdin", action="store_true", help="read the password from stdin's first line")
     user_token = add("token", cmd_user_token, "create an API token acting as USERNAME (printed once)", user)
     user_token.add_argument("username")
     user_token.add_argument("--name", default="", help="what the token is for, e.g. the program using it")

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 from sqlalchemy import CursorResult, Insert, Row, delete, func, insert, literal_column, select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import ReturningInsert
+from werkzeug.security import check_password_hash, generate_password_hash
 
 from ris.db import Database, SchemaStatus
 from ris.db import repository as repo
@@ -88,6 +89,7 @@ from ris.domain.outbox import NewTask, RetryPolicy, TaskKind, TaskState
 from ris.domain.outbox import OutboxTask as OutboxTaskView
 from ris.domain.status import RESCHEDULABLE_STATUSES, StepStatus, check_transition, transition_path
 from ris.domain.tokens import ApiTokenView, TokenHolder, new_token, token_hash
+from ris.domain.users import Role, UserView, new_user_problems, password_problem
 from ris.domain.validation import (
     choose_character_set,
     new_order_problems,
@@ -1175,6 +1177,61 @@ class RisService:
             self._audit(session, actor, "api_token.revoked", None, token=token_id, name=row.name)
         log.info("api token revoked token=%s by=%s", token_id, actor)
 
+    # --- users ---------------------------------------------------------------------------------
+
+    def create_user(self, username: str, password: str, role: Role | str, actor: Actor) -> UserView:
+        """A new web user; the password is stored only as a salted hash."""
+        _raise_problems(new_user_problems(username, password, str(role)))
+        with self.db.transaction() as session:
+            if session.scalar(select(User.id).where(User.username == username)) is not None:
+                raise AlreadyExists(f"user {username!r} already exists")
+            row = User(username=username, password_hash=generate_password_hash(password), role=str(role), active=True)
+            session.add(row)
+            session.flush()
+            self._audit(session, actor, "user.created", None, username=username, role=str(role))
+        log.info("user created username=%s role=%s by=%s", username, role, actor)
+        return _user_view(row)
+
+    def authenticate(self, username: str, password: str) -> UserView | None:
+        """The active user with this password, else None. An unknown name costs the same hash
+        check as a wrong password, so response times do not tell which names exist."""
+        with self.db.reading() as session:
+            row = session.scalar(select(User).where(User.username == username))
+        password_matches = check_password_hash(row.password_hash if row else _UNKNOWN_USER_HASH, password)
+        if row is None or not password_matches or not row.active:
+            log.info(
+                "login refused username=%s known=%s active=%s", username, row is not None, bool(row and row.active)
+            )
+            return None
+        return _user_view(row)
+
+    def get_user(self, username: str) -> UserView | None:
+        with self.db.reading() as session:
+            row = session.scalar(select(User).where(User.username == username))
+            return _user_view(row) if row else None
+
+    def list_users(self) -> list[UserView]:
+        with self.db.reading() as session:
+            return [_user_view(row) for row in session.scalars(select(User).order_by(User.username))]
+
+    def has_users(self) -> bool:
+        with self.db.reading() as session:
+            return session.scalar(select(User.id).limit(1)) is not None
+
+    def set_user_active(self, username: str, active: bool, actor: Actor) -> UserView:
+        """Disable a user (who can then no longer log in; open sessions end) or enable them again."""
+        with self.db.transaction() as session:
+            row = _get_user(session, username)
+            row.active = active
+            self._audit(session, actor, "user.enabled" if active else "user.disabled", None, username=username)
+            return _user_view(row)
+
+    def set_password(self, username: str, password: str, actor: Actor) -> None:
+        _raise_problems([FieldProblem("password", m) for m in [password_problem(password)] if m])
+        with self.db.transaction() as session:
+            _get_user(session, username).password_hash = generate_password_hash(password)
+            self._audit(session, actor, "user.password_set", None, username=username)
+
     # --- health -------------------------------------------------------------------------------
 
     def schema_status(self) -> SchemaStatus:
@@ -1371,6 +1428,21 @@ def _get_task(session: Session, task_id: int) -> OutboxTask:
     if row is None:
         raise NotFound(f"outbox task {task_id} does not exist")
     return row
+
+
+def _user_view(row: User) -> UserView:
+    return UserView(username=row.username, role=Role(row.role), active=row.active)
+
+
+def _get_user(session: Session, username: str) -> User:
+    row = session.scalar(select(User).where(User.username == username))
+    if row is None:
+        raise NotFound(f"user {username!r} does not exist")
+    return row
+
+
+# Checked against when the user name is unknown (see RisService.authenticate).
+_UNKNOWN_USER_HASH = generate_password_hash("no such user")
 
 
 class _CommandRejected(Exception):

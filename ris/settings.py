@@ -25,6 +25,8 @@ from ris.domain.values import ae_title_problem
 
 ENV_PREFIX = "RIS_"
 CONFIG_FILE_NAME = "config.toml"
+# Shown by ``ris config`` only as "(set)".
+SECRET_SETTINGS = frozenset({"secret_key", "admin_password"})
 
 LogFormat = Literal["text", "json"]
 CallingAePolicy = Literal["open", "registered"]
@@ -51,6 +53,9 @@ class Settings:
     log_level: str = _setting("INFO", "Log level of all processes (DEBUG, INFO, WARNING, ERROR).")
     log_format: LogFormat = _setting("text", "text (key=value lines) or json (one JSON object per line).")
     secret_key: str = _setting("", "Flask session key; default: generated once into <instance_path>/secret_key.")
+    admin_password: str = _setting(
+        "", "Password of the user admin that the first start creates on an empty users table (default: random)."
+    )
 
     web_bind: str = _setting("127.0.0.1:5000", "host:port of the web application.")
     web_workers: int = _setting(2, "gunicorn worker processes.", minimum=1, maximum=64)

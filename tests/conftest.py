@@ -13,14 +13,17 @@ from typing import Any
 
 import pytest
 from flask import Flask
+from flask.testing import FlaskClient
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from app import create_app
 from ris.db import Database
 from ris.db.models import Base
+from ris.domain.users import Role
 from ris.services import RisService
 from ris.settings import Settings, load_settings
+from tests.support.web import logged_in_client
 
 TEST_ZONE = "Europe/Berlin"
 
@@ -125,3 +128,15 @@ def make_app(settings: Settings) -> Iterator[Callable[..., Flask]]:
     yield make
     for flask_app in apps:
         flask_app.extensions["ris"].db.dispose()
+
+
+@pytest.fixture
+def frontdesk_client(make_app: Callable[..., Flask], service: RisService) -> FlaskClient:
+    """A test client logged in (through the login form) as the front-desk user ``desk``."""
+    return logged_in_client(make_app().test_client(), service, "desk", Role.FRONTDESK)
+
+
+@pytest.fixture
+def admin_client(make_app: Callable[..., Flask], service: RisService) -> FlaskClient:
+    """A test client logged in (through the login form) as the administrator ``boss``."""
+    return logged_in_client(make_app().test_client(), service, "boss", Role.ADMIN)

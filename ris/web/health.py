@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app, jsonify, render_template
+from flask import Blueprint, Response, jsonify, render_template
 
-from ris.services import RisService
+from ris.web.context import service
 
 blueprint = Blueprint("health", __name__)
-
-
-def service() -> RisService:
-    ris: RisService = current_app.extensions["ris"]
-    return ris
 
 
 @blueprint.get("/healthz")

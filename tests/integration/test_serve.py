@@ -35,5 +35,6 @@ def test_serve_starts_everything_and_stops_cleanly(settings: Settings, tmp_path:
             assert (instance / "secret_key").exists()
         output = stop_process(server, stop_signal)
     assert server.returncode == 0, output
+    assert "created the first user 'admin' with the password " in output
     with pytest.raises(AssertionError):
         wait_until(lambda: http_get(f"http://127.0.0.1:{port}/healthz"), timeout=0.5, what="nothing")

@@ -32,9 +32,12 @@ def ris_env(settings: Settings, **extra: str) -> dict[str, str]:
     )
 
 
-def run_ris(settings: Settings, *args: str, **extra_env: str) -> subprocess.CompletedProcess[str]:
+def run_ris(
+    settings: Settings, *args: str, stdin: str | None = None, **extra_env: str
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "ris.cli", *args],
+        input=stdin,
         env=ris_env(settings, **extra_env),
         capture_output=True,
         text=True,
