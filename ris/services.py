@@ -24,6 +24,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from ris.db import Database, SchemaStatus
 from ris.db import repository as repo
+from ris.db.board_sql import board_counts_select, board_rows_select
 from ris.db.models import (
     ApiToken,
     AuditEvent,
@@ -44,6 +45,7 @@ from ris.db.models import (
 from ris.db.worklist_sql import worklist_select
 from ris.domain import mpps
 from ris.domain import outbox as tasks
+from ris.domain.board import PAGE_SIZE, BoardFilter, BoardPage, BoardRow
 from ris.domain.dicom_json import DicomJson
 from ris.domain.errors import (
     AlreadyExists,
@@ -582,10 +584,38 @@ class RisService:
             rows = session.execute(worklist_select(query)).all()
         return _worklist_result(query, rows)
 
-    def count_worklist_items(self) -> dict[str, int]:
+    # --- the board ------------------------------------------------------------------------
+
+    def search_board(self, board: BoardFilter, page: int = 1, page_size: int = PAGE_SIZE) -> BoardPage:
+        """One page of the steps ``board`` selects, by start time, and the steps per status of its
+        range: two indexed statements. :class:`ValidationFailed` names the filter's bad fields."""
+        board = board.validated()
+        page = max(page, 1)
         with self.db.reading() as session:
-            rows = session.execute(select(ScheduledStep.status, func.count()).group_by(ScheduledStep.status)).all()
-        return dict(rows)
+            rows = session.execute(board_rows_select(board, offset=(page - 1) * page_size, limit=page_size + 1)).all()
+            counts = session.execute(board_counts_select(board)).all()
+        return BoardPage(
+            rows=tuple(
+                BoardRow(
+                    step_id=row.id,
+                    order_id=row.order_fk,
+                    start=row.start_utc.astimezone(self.zone),
+                    status=StepStatus(row.status),
+                    patient_name=row.patient_name,
+                    patient_id=row.patient_id,
+                    accession_number=row.accession_number,
+                    modality=row.modality,
+                    station_ae=row.station_ae,
+                    description=row.description,
+                    priority=row.priority,
+                )
+                for row in rows[:page_size]
+            ),
+            page=page,
+            page_size=page_size,
+            has_next=len(rows) > page_size,
+            counts={StepStatus(status): count for status, count in counts},
+        )
 
     # --- bulk transfer ----------------------------------------------------------------------
 

@@ -122,7 +122,7 @@ def _safe_next(target: str) -> str:
     """Where to go after logging in: a path on this site only (no open redirect)."""
     if target.startswith("/") and not target.startswith("//") and "\\" not in target:
         return target
-    return url_for("health.home")
+    return url_for("board.board")
 
 
 def _forbidden(error: Forbidden) -> Response | Forbidden:

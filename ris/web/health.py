@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, jsonify, render_template
+from flask import Blueprint, Response, jsonify
 
 from ris.web.context import service
 
@@ -23,8 +23,3 @@ def healthz() -> tuple[Response, int]:
         },
     }
     return jsonify(body), 200 if healthy else 503
-
-
-@blueprint.get("/")
-def home() -> str:
-    return render_template("home.html", counts=service().count_worklist_items())

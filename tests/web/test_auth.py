@@ -59,7 +59,7 @@ def test_login_never_redirects_off_the_site(make_app: Callable[..., Flask], serv
     data = {"csrf_token": csrf_token(page.data), "username": "anna", "password": PASSWORD}
     response = client.post("/login?next=//evil.example/", data=data)
     assert response.status_code == 303
-    assert response.headers["Location"] == "/"
+    assert response.headers["Location"] == "/board"
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 from flask import Flask
-from flask.testing import FlaskClient
 
 
 def test_healthz_reports_the_schema(make_app: Callable[..., Flask]) -> None:
@@ -26,9 +25,3 @@ def test_healthz_fails_when_the_database_is_unreachable(make_app: Callable[..., 
     assert body["status"] == "error"
     assert body["database"]["reachable"] is False
     assert body["database"]["error"]
-
-
-def test_start_page_shows_counts(frontdesk_client: FlaskClient) -> None:
-    response = frontdesk_client.get("/")
-    assert response.status_code == 200
-    assert b"No worklist items yet." in response.data
