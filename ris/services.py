@@ -15,7 +15,7 @@ import logging
 import random
 import threading
 from collections.abc import Callable, Collection, Iterable, Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeGuard, TypeVar
 
 from sqlalchemy import CursorResult, Insert, Row, delete, func, insert, literal_column, select
 from sqlalchemy.orm import Session
@@ -102,6 +102,7 @@ from ris.domain.validation import (
 )
 from ris.domain.values import ae_title_problem, normalize_person_name, uid_problem
 from ris.domain.worklist import Item, WorklistQuery
+from ris.group_commit import GroupCommit
 from ris.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -128,6 +129,8 @@ class RisService:
         # Set after a commit that enqueued outbox tasks: the worker in this process starts at once
         # instead of at its next poll.
         self.outbox_ready = threading.Event()
+        # New orders received at the same time (several HL7 connections) share one transaction.
+        self._new_order_messages = GroupCommit(self._receive_new_orders)
 
     # --- orders ---------------------------------------------------------------------------
 
@@ -139,19 +142,42 @@ class RisService:
             return repo.order_view(repo.get_order(session, order_id))
 
     def _schedule_order(self, session: Session, command: NewOrder, actor: Actor, *, check_keys: bool = True) -> int:
-        """Store a validated new order; returns its id. It goes in with the bulk inserts of
-        `import_orders`, not through the ORM: the HL7 intake runs this for every new order.
+        """Store a validated new order; returns its id (see `_schedule_orders`)."""
+        (order_id,) = self._schedule_orders(session, (command,), (actor,), check_keys=check_keys)
+        return order_id
+
+    def _schedule_orders(
+        self, session: Session, commands: Sequence[NewOrder], actors: Sequence[Actor], *, check_keys: bool = True
+    ) -> list[int]:
+        """Store validated new orders, each on behalf of its actor; returns their ids in order.
+        They go in with the bulk inserts of `import_orders`, not through the ORM: the HL7 intake
+        runs this for every new order (for several at once under load, see `receive_message`).
 
         Without ``check_keys`` a taken accession number or study UID is found by the database's
         unique keys when the transaction ends (one statement less, AlreadyExists without details)."""
-        accession = command.order.accession_number
+        if not commands:
+            return []
         if check_keys:
-            self._check_keys_free(session, accession, command.procedures)
-        (order_id,) = self._insert_orders(session, (command,), actor)
-        steps = sum(len(procedure.steps) for procedure in command.procedures)
-        self._audit(session, actor, "order.scheduled", order_id, steps=steps)
-        log.info("order scheduled order=%s accession=%s steps=%d by=%s", order_id, accession, steps, actor)
-        return order_id
+            for command in commands:
+                self._check_keys_free(session, command.order.accession_number, command.procedures)
+        order_ids = self._insert_orders(session, commands, actors)
+        steps = [sum(len(procedure.steps) for procedure in command.procedures) for command in commands]
+        session.connection().execute(
+            _insert_statement(AuditEvent),
+            [
+                self._audit_row(actor, "order.scheduled", order_id, steps=count)
+                for actor, order_id, count in zip(actors, order_ids, steps, strict=True)
+            ],
+        )
+        for command, actor, order_id, count in zip(commands, actors, order_ids, steps, strict=True):
+            log.info(
+                "order scheduled order=%s accession=%s steps=%d by=%s",
+                order_id,
+                command.order.accession_number,
+                count,
+                actor,
+            )
+        return order_ids
 
     def update_order(
         self, key: OrderKey | int, command: NewOrder, actor: Actor, expected_version: int | None = None
@@ -419,8 +445,19 @@ class RisService:
         reply to the failure are journaled all the same, so that a replay gets the same answer. An
         adapter that rejects a message before it becomes commands passes no commands and an
         ``answer`` that ignores the outcome. `StorageUnavailable` leaves this method: then nothing
-        was stored, and the adapter must not answer as if it had been."""
+        was stored, and the adapter must not answer as if it had been.
+
+        Messages that only schedule new orders (the bulk of a HIS feed) and arrive while another
+        such group is being stored are stored together, in one transaction (group commit: one
+        commit and a handful of statements for the group instead of for each message). Should that
+        transaction fail — a taken key, a replay, a database error — nothing of the group was
+        stored and each message is then received on its own, as below, so that one message never
+        decides another's outcome."""
         failure = self._validation_failure(commands)
+        if failure is None and _new_orders_only(commands):
+            receipt = self._new_order_messages.submit(_Received(message, commands, actor, answer))
+            if receipt is not None:
+                return receipt
         attempts = 0
         while failure is None:
             attempts += 1
@@ -445,6 +482,31 @@ class RisService:
                     log.info("message conflicts with a concurrent change control_id=%s: retrying", message.control_id)
         return self._journal_failure(message, failure, answer)
 
+    def _receive_new_orders(self, group: list[_Received]) -> list[Receipt | None]:
+        """Store a group of validated messages that schedule new orders, with their journal rows,
+        in one transaction; None for each when it failed (nothing of the group was stored)."""
+        try:
+            with self.db.transaction() as session:
+                commands = [command for received in group for command in received.commands]
+                actors = [received.actor for received in group for _command in received.commands]
+                order_ids = iter(
+                    self._schedule_orders(session, [command.order for command in commands], actors, check_keys=False)
+                )
+                entries = []
+                for received in group:
+                    ids = tuple(next(order_ids) for _command in received.commands)
+                    items = sum(len(p.steps) for command in received.commands for p in command.order.procedures)
+                    reply = received.answer(Applied(ids, items))
+                    entries.append((received.message, reply, ids[0] if ids else None))
+                journal_ids = self._journal_many(session, entries)
+        except DomainError as error:
+            log.info("%d messages could not be stored together (%s): each is received alone", len(group), error)
+            return [None] * len(group)
+        return [
+            Receipt(reply, replayed=False, journal_id=journal_id)
+            for (_message, reply, _order_id), journal_id in zip(entries, journal_ids, strict=True)
+        ]
+
     def _apply_and_journal(
         self,
         message: InboundMessage,
@@ -454,8 +516,8 @@ class RisService:
         *,
         check_keys: bool,
     ) -> Receipt:
-        """The hot path: no look-up for a replay first. A replayed message trips over the journal's
-        unique key (or over its own earlier change) and is answered from the journal then."""
+        """No look-up for a replay first. A replayed message trips over the journal's unique key
+        (or over its own earlier change) and is answered from the journal then."""
         with self.db.transaction() as session:
             applied = self._apply_commands(session, commands, actor, check_keys=check_keys)
             reply = answer(applied)
@@ -539,19 +601,31 @@ class RisService:
 
     def _journal(self, session: Session, message: InboundMessage, reply: Reply, order_id: int | None) -> int:
         """Journal ``message`` with its reply; returns the journal row's id."""
-        return repo.insert_hl7_message(
+        (journal_id,) = self._journal_many(session, [(message, reply, order_id)])
+        return journal_id
+
+    def _journal_many(self, session: Session, entries: Sequence[tuple[InboundMessage, Reply, int | None]]) -> list[int]:
+        """Journal messages with their replies and first orders; returns the rows' ids in order."""
+        received_at = self.clock()
+        return _insert_returning_ids(
             session,
-            received_at=self.clock(),
-            peer=message.peer,
-            sending_application=message.sending_application,
-            sending_facility=message.sending_facility,
-            control_id=message.control_id,
-            message_type=message.message_type,
-            raw=message.raw,
-            ack_code=reply.code,
-            ack=reply.body,
-            error=reply.error,
-            order_fk=order_id,
+            Hl7Message,
+            [
+                {
+                    "received_at": received_at,
+                    "peer": message.peer,
+                    "sending_application": message.sending_application,
+                    "sending_facility": message.sending_facility,
+                    "control_id": message.control_id,
+                    "message_type": message.message_type,
+                    "raw": message.raw,
+                    "ack_code": reply.code,
+                    "ack": reply.body,
+                    "error": reply.error,
+                    "order_fk": order_id,
+                }
+                for message, reply, order_id in entries
+            ],
         )
 
     def message_journal(
@@ -627,14 +701,15 @@ class RisService:
         work that would make 100k items take minutes."""
         with self.db.transaction() as session:
             self._check_import_conflicts(session, commands)
-            self._insert_orders(session, commands, actor)
+            self._insert_orders(session, commands, [actor] * len(commands))
             self._audit(session, actor, "orders.imported", None, orders=len(commands))
         log.info("orders imported count=%d by=%s", len(commands), actor)
         return len(commands)
 
-    def _insert_orders(self, session: Session, commands: Sequence[NewOrder], actor: Actor) -> list[int]:
-        """Insert validated new orders whose keys are free, in bulk (a handful of statements for any
-        number of orders); returns their ids in order. Known patients get the newest demographics."""
+    def _insert_orders(self, session: Session, commands: Sequence[NewOrder], actors: Sequence[Actor]) -> list[int]:
+        """Insert validated new orders whose keys are free, each with its actor as source, in bulk (a
+        handful of statements for any number of orders); returns their ids in order. Known patients
+        get the newest demographics."""
         patient_ids = self._import_patients(session, commands)
         character_sets = [c.character_set or choose_character_set(order_texts(c)) for c in commands]
         order_ids = _insert_returning_ids(
@@ -647,7 +722,7 @@ class RisService:
                     "character_set": character_set,
                     "source": str(actor),
                 }
-                for c, character_set in zip(commands, character_sets, strict=True)
+                for c, character_set, actor in zip(commands, character_sets, actors, strict=True)
             ],
         )
         procedures = [
@@ -1299,10 +1374,10 @@ class RisService:
 
     def _audit(self, session: Session, actor: Actor, action: str, order: Order | int | None, **details: Any) -> None:
         order_id = order.id if isinstance(order, Order) else order
-        session.connection().execute(
-            _insert_statement(AuditEvent),
-            {"at": self.clock(), "actor": str(actor), "action": action, "order_fk": order_id, "details": details},
-        )
+        session.connection().execute(_insert_statement(AuditEvent), self._audit_row(actor, action, order_id, **details))
+
+    def _audit_row(self, actor: Actor, action: str, order_id: int | None, **details: Any) -> dict[str, Any]:
+        return {"at": self.clock(), "actor": str(actor), "action": action, "order_fk": order_id, "details": details}
 
 
 # --- module helpers -----------------------------------------------------------------------------
@@ -1473,6 +1548,20 @@ def _get_user(session: Session, username: str) -> User:
 
 # Checked against when the user name is unknown (see RisService.authenticate).
 _UNKNOWN_USER_HASH = generate_password_hash("no such user")
+
+
+def _new_orders_only(commands: Sequence[OrderCommand]) -> TypeGuard[Sequence[ScheduleOrder]]:
+    return all(isinstance(command, ScheduleOrder) for command in commands)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Received:
+    """A message waiting for its group (see `RisService.receive_message`)."""
+
+    message: InboundMessage
+    commands: Sequence[ScheduleOrder]
+    actor: Actor
+    answer: Answer
 
 
 class _CommandRejected(Exception):

@@ -7,7 +7,7 @@ from collections.abc import Collection, Iterable, Sequence
 from typing import Any, Protocol, cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, Select, and_, bindparam, exists, insert, literal_column, or_, select
+from sqlalchemy import ColumnElement, Select, and_, bindparam, exists, literal_column, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased, selectinload
 
@@ -214,7 +214,6 @@ _STORED_REPLY = select(Hl7Message.id, Hl7Message.raw, Hl7Message.ack_code, Hl7Me
     Hl7Message.sending_facility == bindparam("sending_facility"),
     Hl7Message.control_id == bindparam("control_id"),
 )
-_INSERT_HL7_MESSAGE = insert(Hl7Message).returning(Hl7Message.id)
 
 
 class StoredPatient(Protocol):
@@ -265,12 +264,6 @@ def find_hl7_message(
         .first()
     )
     return cast(StoredReply | None, row)
-
-
-def insert_hl7_message(session: Session, **values: object) -> int:
-    """Journal a message (columns of ``hl7_messages``); returns the row's id."""
-    journal_id: int = session.connection().execute(_INSERT_HL7_MESSAGE, values).scalar_one()
-    return journal_id
 
 
 # --- rows -> domain ---------------------------------------------------------------------------

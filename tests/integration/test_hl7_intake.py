@@ -3,8 +3,11 @@ answered, what is journaled, and that a replay or a failure never changes anythi
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import threading
+import time
+from collections.abc import Callable, Iterator
 
 import pytest
 from sqlalchemy import text
@@ -342,3 +345,97 @@ def test_concurrent_orders_for_one_new_patient_all_apply(service: RisService, in
         thread.join()
     assert sorted(msa(ack)[0] for ack in acks) == ["AA"] * len(messages)
     assert len(service.export_items()) == len(messages)
+
+
+@contextlib.contextmanager
+def writes_held(service: RisService) -> Iterator[None]:
+    """Another connection holds the database until the block ends: an intake transaction started
+    meanwhile waits (SQLite: the write lock; PostgreSQL: the patients table)."""
+    blocker = Database(service.db.url)
+    try:
+        with blocker.transaction() as session:
+            if blocker.is_sqlite:
+                session.connection()  # BEGIN IMMEDIATE: the write lock
+            else:
+                session.execute(text("LOCK TABLE patients IN ACCESS EXCLUSIVE MODE"))
+            yield
+    finally:
+        blocker.dispose()
+
+
+def wait_until(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + 10
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.001)
+
+
+def test_orders_arriving_together_are_stored_together_and_a_bad_one_fails_alone(
+    service: RisService, intake: Intake
+) -> None:
+    """Group commit: while one new order's transaction waits, the next ones form a group of their
+    own. A duplicate accession and a replay in that group fail its shared transaction; each message
+    is then received alone and gets its own answer."""
+    first_ack = send(intake, orm(accession="TAKEN", control_id="FIRST"))
+    group = service._new_order_messages
+    acks: dict[str, bytes] = {}
+
+    def send_in_thread(name: str, message: str) -> threading.Thread:
+        thread = threading.Thread(target=lambda: acks.setdefault(name, send(intake, message)))
+        thread.start()
+        return thread
+
+    with writes_held(service):
+        threads = [send_in_thread("running", orm(accession="G0"))]
+        wait_until(lambda: group.running and group.waiting == 0, "the first group runs and waits for the database")
+        threads += [
+            send_in_thread("good", orm(accession="G1")),
+            send_in_thread("duplicate", orm(accession="TAKEN", study_uid="2.25.4242")),
+            send_in_thread("replay", orm(accession="TAKEN", control_id="FIRST")),
+            send_in_thread("good too", orm(accession="G2")),
+        ]
+        wait_until(lambda: group.waiting == 4, "the others wait for the next group")
+    for thread in threads:
+        thread.join(30)
+    assert {name: msa(ack)[0] for name, ack in acks.items()} == {
+        "running": "AA",
+        "good": "AA",
+        "duplicate": "AE",
+        "replay": "AA",
+        "good too": "AA",
+    }
+    assert "205^Duplicate key identifier" in err_lines(acks["duplicate"])[0]
+    assert acks["replay"] == first_ack
+    assert sorted(item["AccessionNumber"] for item in service.export_items()) == ["G0", "G1", "G2", "TAKEN"]
+    codes = journal_codes(service)
+    assert sorted(code for _control_id, code in codes) == ["AA", "AA", "AA", "AA", "AE"]
+    assert [control_id for control_id, _code in codes].count("FIRST") == 1
+
+
+def test_orders_arriving_together_are_one_transaction(service: RisService, intake: Intake) -> None:
+    """The group shares one transaction: its orders and journal rows are all there, each message
+    with its own order, and the ACK of each names its own message."""
+    group = service._new_order_messages
+    acks: dict[str, bytes] = {}
+    with writes_held(service):
+        first = threading.Thread(
+            target=lambda: acks.setdefault("G10", send(intake, orm(accession="G10", control_id="G10")))
+        )
+        first.start()
+        wait_until(lambda: group.running and group.waiting == 0, "the first group runs")
+        threads = [
+            threading.Thread(
+                target=lambda n=number: acks.setdefault(
+                    f"G{n}", send(intake, orm(accession=f"G{n}", control_id=f"G{n}"))
+                )
+            )
+            for number in range(11, 16)
+        ]
+        for thread in threads:
+            thread.start()
+        wait_until(lambda: group.waiting == 5, "the others wait for the next group")
+    for thread in [first, *threads]:
+        thread.join(30)
+    assert {name: msa(ack)[:2] for name, ack in acks.items()} == {f"G{n}": ["AA", f"G{n}"] for n in range(10, 16)}
+    for entry in service.message_journal(limit=10):
+        assert entry.order_id == order(service, entry.control_id).id
