@@ -236,6 +236,9 @@ def serve(settings: Settings) -> int:
             str(STOP_TIMEOUT_SECONDS - 5),
             "--access-logfile",
             "-",
+            # Its default path is in the home folder, where two sites on one host would collide;
+            # the site is controlled through `ris serve`, not through gunicornc.
+            "--no-control-socket",
         ],
     }
     stop = threading.Event()

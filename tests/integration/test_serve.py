@@ -23,6 +23,7 @@ def test_serve_starts_everything_and_stops_cleanly(settings: Settings, tmp_path:
         RIS_WEB_WORKERS="1",
         RIS_DICOM_PORT=str(free_port()),
         RIS_HL7_PORT=str(free_port()),
+        HOME=str(tmp_path / "home"),
     )
     if "sqlite" in settings.database_url:
         env.pop("RIS_DATABASE_URL")  # the embedded default: instance/ris.db, created at first start
@@ -36,5 +37,7 @@ def test_serve_starts_everything_and_stops_cleanly(settings: Settings, tmp_path:
         output = stop_process(server, stop_signal)
     assert server.returncode == 0, output
     assert "created the first user 'admin' with the password " in output
+    # gunicorn's control socket would sit in the home folder, shared by every site on the host.
+    assert not (tmp_path / "home" / ".gunicorn").exists()
     with pytest.raises(AssertionError):
         wait_until(lambda: http_get(f"http://127.0.0.1:{port}/healthz"), timeout=0.5, what="nothing")
