@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from flask import Flask
 
-from ris.web import api, auth, board, health
+from ris.web import api, auth, board, errors, health, orders
+from ris.web.forms import person_name
 
 
 def register_blueprints(app: Flask) -> None:
     auth.init_app(app)
+    app.add_template_filter(person_name, "person_name")
     app.register_blueprint(health.blueprint)
     app.register_blueprint(board.blueprint)
+    app.register_blueprint(orders.blueprint)
+    errors.init_app(app)
     app.register_blueprint(api.blueprint)

@@ -14,7 +14,7 @@ from ris.domain.errors import ValidationFailed
 from ris.domain.status import OPEN_STATUSES, StepStatus
 from ris.domain.values import MODALITIES
 from ris.web.context import service
-from ris.web.forms import person_name, show_problems
+from ris.web.forms import show_problems
 
 blueprint = Blueprint("board", __name__)
 
@@ -71,6 +71,3 @@ def board_url(**changes: Any) -> str:
     """The board's current URL with some query parameters changed (paging, status tabs)."""
     args = request.args.to_dict() | {name: str(value) for name, value in changes.items()}
     return url_for("board.board", **args)  # type: ignore[arg-type]
-
-
-blueprint.add_app_template_filter(person_name, "person_name")
