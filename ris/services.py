@@ -110,6 +110,10 @@ log = logging.getLogger(__name__)
 CONFLICT_RETRIES = 3
 """How often a received message is tried again when a concurrent transaction took a key it needed."""
 
+IMPORT_BATCH = 5000
+"""Orders `import_orders` inserts per round of statements (all in its one transaction): the rows of a
+batch are built just before they go in, so a large file's rows and item JSON are never all in memory."""
+
 
 @dataclasses.dataclass(frozen=True)
 class WorklistResult:
@@ -701,16 +705,26 @@ class RisService:
         work that would make 100k items take minutes."""
         with self.db.transaction() as session:
             self._check_import_conflicts(session, commands)
-            self._insert_orders(session, commands, [actor] * len(commands))
+            patient_ids = self._import_patients(session, commands)
+            for start in range(0, len(commands), IMPORT_BATCH):
+                batch = commands[start : start + IMPORT_BATCH]
+                self._insert_orders(session, batch, [actor] * len(batch), patient_ids)
             self._audit(session, actor, "orders.imported", None, orders=len(commands))
         log.info("orders imported count=%d by=%s", len(commands), actor)
         return len(commands)
 
-    def _insert_orders(self, session: Session, commands: Sequence[NewOrder], actors: Sequence[Actor]) -> list[int]:
+    def _insert_orders(
+        self,
+        session: Session,
+        commands: Sequence[NewOrder],
+        actors: Sequence[Actor],
+        patient_ids: dict[tuple[str, str], int] | None = None,
+    ) -> list[int]:
         """Insert validated new orders whose keys are free, each with its actor as source, in bulk (a
         handful of statements for any number of orders); returns their ids in order. Known patients
-        get the newest demographics."""
-        patient_ids = self._import_patients(session, commands)
+        get the newest demographics (unless ``patient_ids`` says the patients are stored already)."""
+        if patient_ids is None:
+            patient_ids = self._import_patients(session, commands)
         character_sets = [c.character_set or choose_character_set(order_texts(c)) for c in commands]
         order_ids = _insert_returning_ids(
             session,

@@ -58,6 +58,7 @@ ITEM_FIELDS = (
     "protocol_code_meaning",
 )
 REQUIRED_FIELDS = frozenset({"patient_id", "patient_name", "modality", "sps_start_date"})
+_KNOWN_FIELDS = frozenset(ITEM_FIELDS)
 
 # Column -> (item attribute, inside the SPS sequence?) for export; code sequences are handled apart.
 _ITEM_ATTRIBUTES: dict[str, tuple[str, bool]] = {
@@ -198,7 +199,7 @@ def _csv_rows(text: str) -> Iterator[tuple[int, dict[str, Any]]]:
 
 def row_to_order(row: dict[str, Any], zone: ZoneInfo) -> NewOrder:
     """One flat item as an order command. Raises ValueError for what cannot even be read."""
-    unknown = set(row) - set(ITEM_FIELDS)
+    unknown = row.keys() - _KNOWN_FIELDS
     if unknown:
         raise ValueError(f"unknown column(s) {', '.join(sorted(map(str, unknown)))}")
     values = {name: _text(row.get(name), name) for name in ITEM_FIELDS}

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from ris import services
 from ris.domain.errors import ValidationFailed
 from ris.domain.model import Actor
 from ris.domain.worklist import WorklistQuery
@@ -32,6 +33,22 @@ def test_a_good_file_is_imported_whole(service: RisService, tmp_path: Path, writ
     sps = first["ScheduledProcedureStepSequence"][0]
     assert (sps["ScheduledProcedureStepStartDate"], sps["ScheduledProcedureStepStartTime"]) == ("20261123", "100000")
     assert sps["ScheduledProtocolCodeSequence"][0]["CodeValue"] == "CTTHXKM"
+
+
+def test_a_file_larger_than_one_insert_batch_keeps_each_row_with_its_patient(
+    service: RisService, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(services, "IMPORT_BATCH", 3)
+    rows = [item_row(n) for n in range(1, 8)] + [item_row(8, patient_id="10000001")]  # a patient's 2nd order
+    numbered = read_orders(write_json(tmp_path / "items.json", rows), service.zone)
+    assert service.import_orders([order for _line, order in numbered], IMPORTER) == 8
+    items = service.find_worklist_items(WorklistQuery()).items
+    by_accession = {item["AccessionNumber"]: item for item in items}
+    assert sorted(by_accession) == sorted(row["accession_number"] for row in rows)
+    for row in rows:
+        item = by_accession[row["accession_number"]]
+        assert item["PatientID"] == row["patient_id"]
+        assert item["StudyInstanceUID"] == row["study_instance_uid"]
 
 
 def test_export_round_trips_the_import_format(service: RisService, tmp_path: Path) -> None:
