@@ -228,6 +228,7 @@ class DicomListener:
         self.policy = policy
         self.ae = build_ae(settings, self.services)
         self._server: _AssociationServer | None = None
+        self._thread: threading.Thread | None = None
 
     @property
     def port(self) -> int:
@@ -255,7 +256,8 @@ class DicomListener:
         server.read_timeout = self.settings.dicom_network_timeout
         # AE.shutdown() stops the servers it knows; make_server() does not register them.
         self.ae._servers.append(server)
-        threading.Thread(target=server.serve_forever, name="dicom-listener", daemon=True).start()
+        self._thread = threading.Thread(target=server.serve_forever, name="dicom-listener", daemon=True)
+        self._thread.start()
         self._server = server
         log.info(
             "dicom listening ae_title=%s address=%s:%d services=%s calling_ae_policy=%s max_associations=%d",
@@ -274,6 +276,9 @@ class DicomListener:
     def stop(self) -> None:
         self.ae.shutdown()
         self._server = None
+
+    def is_alive(self) -> bool:
+        return self._server is not None and self._thread is not None and self._thread.is_alive()
 
     def _on_requested(self, event: evt.Event) -> None:
         assoc = event.assoc

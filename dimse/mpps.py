@@ -9,6 +9,7 @@ state machine of its own (DESIGN §8): all of it is in ris.domain.mpps.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import cast
 
 from pydicom.dataset import Dataset
@@ -21,6 +22,7 @@ from ris.domain.dicom_json import DicomJson
 from ris.domain.errors import DomainError, FieldProblem, ValidationFailed
 from ris.domain.ids import new_uid
 from ris.domain.mpps import MPPS_SOP_CLASS
+from ris.metrics import NO_METRICS, Metrics
 from ris.services import RisService
 
 log = logging.getLogger(__name__)
@@ -34,11 +36,23 @@ class MppsService(DicomService):
     name = "mpps"
     sop_classes = (MPPS_SOP_CLASS,)
 
-    def __init__(self, service: RisService) -> None:
+    def __init__(self, service: RisService, metrics: Metrics = NO_METRICS) -> None:
         self.service = service
+        self.metrics = metrics
 
     def handlers(self) -> list[tuple[evt.EventType, Handler]]:
-        return [(evt.EVT_N_CREATE, self.on_n_create), (evt.EVT_N_SET, self.on_n_set)]
+        return [
+            (evt.EVT_N_CREATE, self._counted("N-CREATE", self.on_n_create)),
+            (evt.EVT_N_SET, self._counted("N-SET", self.on_n_set)),
+        ]
+
+    def _counted(self, operation: str, handler: Callable[[evt.Event], Response]) -> Callable[[evt.Event], Response]:
+        def counted(event: evt.Event) -> Response:
+            status, answer = handler(event)
+            self.metrics.mpps_event(operation, status if isinstance(status, int) else int(status.Status))
+            return status, answer
+
+        return counted
 
     def on_n_create(self, event: evt.Event) -> Response:
         calling_ae = str(event.assoc.requestor.ae_title).strip()

@@ -27,12 +27,13 @@ from dimse.identifier import MatchingOptions, parse_identifier, response_identif
 from dimse.status import C_FIND, RESULT_CAP_STATUS, failure_status, status_dataset
 from ris.domain.errors import DomainError, FieldProblem, ValidationFailed
 from ris.domain.worklist import WorklistQuery
+from ris.metrics import NO_METRICS, Metrics
 from ris.services import RisService
 from ris.settings import Settings
 
 log = logging.getLogger(__name__)
 
-PENDING, PENDING_WITH_UNSUPPORTED_KEYS, CANCELLED = 0xFF00, 0xFF01, 0xFE00
+SUCCESS, PENDING, PENDING_WITH_UNSUPPORTED_KEYS, CANCELLED = 0x0000, 0xFF00, 0xFF01, 0xFE00
 
 FindResponse = tuple[int | Dataset, Dataset | None]
 
@@ -48,15 +49,29 @@ class ModalityWorklistService(DicomService):
     name = "worklist"
     sop_classes = (ModalityWorklistInformationFind,)
 
-    def __init__(self, service: RisService, settings: Settings) -> None:
+    def __init__(self, service: RisService, settings: Settings, metrics: Metrics = NO_METRICS) -> None:
         self.service = service
+        self.metrics = metrics
         self.result_cap = settings.mwl_result_cap
         self.zone = settings.zone
         self.case_insensitive_patient_name = settings.mwl_case_insensitive_patient_name
         self.case_insensitive_modality = settings.mwl_case_insensitive_modality
 
     def handlers(self) -> list[tuple[evt.EventType, Handler]]:
-        return [(evt.EVT_C_FIND, self.on_find)]
+        return [(evt.EVT_C_FIND, self.measured_find)]
+
+    def measured_find(self, event: evt.Event) -> Iterator[FindResponse]:
+        """``on_find``, timed and counted by its final status. pynetdicom stops reading the
+        responses at the first status that is not pending, so that one is counted before it goes."""
+        started = time.perf_counter()
+        for status, identifier in self.on_find(event):
+            code = status if isinstance(status, int) else int(status.Status)
+            if code not in (PENDING, PENDING_WITH_UNSUPPORTED_KEYS):
+                self.metrics.worklist_query(code, time.perf_counter() - started)
+            yield status, identifier
+            if code not in (PENDING, PENDING_WITH_UNSUPPORTED_KEYS):
+                return
+        self.metrics.worklist_query(SUCCESS, time.perf_counter() - started)
 
     def sop_class_extended(self, sop_class: str, request: bytes) -> bytes | None:
         return bytes(value if index in _SUPPORTED_BYTES else 0 for index, value in enumerate(request))

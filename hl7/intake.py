@@ -47,6 +47,7 @@ from ris.domain.errors import (
 )
 from ris.domain.inbound import Applied, InboundMessage, OrderCommand, Outcome, Reply
 from ris.domain.model import Actor
+from ris.metrics import NO_METRICS, Metrics
 from ris.services import RisService
 
 log = logging.getLogger(__name__)
@@ -104,6 +105,7 @@ class Intake:
         *,
         default_charset: str,
         clock: Callable[[], dt.datetime] = utcnow,
+        metrics: Metrics = NO_METRICS,
     ) -> None:
         try:
             self.default_charset = canonical_charset(default_charset)
@@ -112,6 +114,7 @@ class Intake:
         self.service = service
         self.mapping = mapping
         self.clock = clock
+        self.metrics = metrics
 
     # --- entry points (called by the server) --------------------------------------------------
 
@@ -138,6 +141,7 @@ class Intake:
             peer,
             (time.perf_counter() - started) * 1000,
         )
+        self.metrics.hl7_message(reply.code)
         return reply.body
 
     def reject_oversize(self, prefix: bytes, limit: int, peer: str = "") -> bytes | None:
@@ -148,6 +152,7 @@ class Intake:
         context = _raw_context(prefix, peer)
         message = f"the message is larger than {limit} bytes (setting hl7_max_message_bytes)"
         log.warning("hl7 message too large control_id=%s limit=%d peer=%s", context.header.control_id, limit, peer)
+        self.metrics.hl7_message("AR")
         return self._reply(context, "AR", [AckError(code=ErrorCode.APPLICATION_INTERNAL_ERROR, message=message)]).body
 
     # --- the steps ----------------------------------------------------------------------------

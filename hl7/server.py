@@ -97,6 +97,9 @@ class MllpServer:
         host, port = self.address
         log.info("hl7 listening host=%s port=%d tls=%s", host, port, self.ssl_context is not None)
 
+    def is_alive(self) -> bool:
+        return self._accept_thread is not None and self._accept_thread.is_alive() and not self._stopping.is_set()
+
     def stop(self) -> None:
         """Stop accepting; let every connection finish the message in hand (its ACK is still sent)."""
         if self._stopping.is_set():

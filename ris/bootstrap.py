@@ -26,11 +26,14 @@ from hl7.intake import Intake
 from hl7.mapping import MappingError, OrderMapping, load_mapping
 from hl7.server import MllpServer, ServerLimits
 from hl7.status import HisStatusDelivery
+from ris import heartbeat
 from ris.db import Database
 from ris.domain.errors import DomainError, ValidationFailed
 from ris.domain.model import SYSTEM
 from ris.domain.outbox import TaskKind
 from ris.domain.users import Role
+from ris.metrics import NO_METRICS, Metrics
+from ris.metrics import prepare_directory as prepare_metrics_directory
 from ris.outbox import Delivery, OutboxWorker
 from ris.services import RisService
 from ris.settings import Settings
@@ -52,6 +55,8 @@ class Listener(Protocol):
     def start(self) -> None: ...
 
     def stop(self) -> None: ...
+
+    def is_alive(self) -> bool: ...
 
 
 def build_service(settings: Settings) -> RisService:
@@ -115,22 +120,26 @@ def ensure_first_admin(service: RisService, settings: Settings) -> None:
         )
 
 
-def dicom_services(service: RisService, settings: Settings) -> list[DicomService]:
+def dicom_services(service: RisService, settings: Settings, metrics: Metrics = NO_METRICS) -> list[DicomService]:
     """The services of our DICOM AE, all on one port and AE title."""
-    return [VerificationService(), ModalityWorklistService(service, settings), MppsService(service)]
-
-
-def listeners(service: RisService, settings: Settings) -> list[Listener]:
-    """Everything the listener process runs."""
-    policy = AssociationPolicy(settings, service.get_remote_ae)
     return [
-        DicomListener(settings, dicom_services(service, settings), policy),
-        hl7_listener(service, settings),
-        outbox_worker(service, settings),
+        VerificationService(),
+        ModalityWorklistService(service, settings, metrics),
+        MppsService(service, metrics),
     ]
 
 
-def outbox_worker(service: RisService, settings: Settings) -> OutboxWorker:
+def listeners(service: RisService, settings: Settings, metrics: Metrics = NO_METRICS) -> list[Listener]:
+    """Everything the listener process runs."""
+    policy = AssociationPolicy(settings, service.get_remote_ae)
+    return [
+        DicomListener(settings, dicom_services(service, settings, metrics), policy),
+        hl7_listener(service, settings, metrics),
+        outbox_worker(service, settings, metrics),
+    ]
+
+
+def outbox_worker(service: RisService, settings: Settings, metrics: Metrics = NO_METRICS) -> OutboxWorker:
     """The outbox worker with the adapters' deliveries registered for each kind of task."""
     timeout = settings.outbox_delivery_timeout
     deliveries: dict[TaskKind, Delivery] = {
@@ -144,12 +153,13 @@ def outbox_worker(service: RisService, settings: Settings) -> OutboxWorker:
         poll_interval=settings.outbox_poll_interval,
         concurrency=settings.outbox_concurrency,
         delivery_timeout=timeout,
+        metrics=metrics,
     )
 
 
-def hl7_listener(service: RisService, settings: Settings) -> MllpServer:
+def hl7_listener(service: RisService, settings: Settings, metrics: Metrics = NO_METRICS) -> MllpServer:
     try:
-        intake = Intake(service, hl7_mapping(settings), default_charset=settings.hl7_default_charset)
+        intake = Intake(service, hl7_mapping(settings), default_charset=settings.hl7_default_charset, metrics=metrics)
     except ValueError as error:
         raise StartupError(str(error)) from None
     limits = ServerLimits(
@@ -192,17 +202,26 @@ def run_listeners(settings: Settings) -> int:
     """The listener process: start every listener, wait for SIGTERM/SIGINT, stop them."""
     service = build_service(settings)
     prepare_database(service)
+    prepare_metrics_directory(settings.instance_path)
+    # Imported only now that the metrics directory is in the environment (see ris.prometheus).
+    from ris.prometheus import PrometheusMetrics
+
+    metrics = PrometheusMetrics()
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     started: list[Listener] = []
     try:
-        for listener in listeners(service, settings):
+        for listener in listeners(service, settings, metrics):
             listener.start()
             started.append(listener)
             log.info("listener started name=%s", listener.name)
-        stop.wait()
+        while True:
+            heartbeat.write(settings.instance_path, {listener.name: listener.is_alive() for listener in started})
+            if stop.wait(heartbeat.INTERVAL_SECONDS):
+                break
     finally:
+        heartbeat.clear(settings.instance_path)
         for listener in reversed(started):
             listener.stop()
             log.info("listener stopped name=%s", listener.name)

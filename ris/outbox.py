@@ -24,6 +24,7 @@ from typing import Protocol
 
 from ris.domain.errors import DomainError
 from ris.domain.outbox import OutboxTask, TaskKind, TaskState
+from ris.metrics import NO_METRICS, Metrics
 from ris.services import RisService
 
 log = logging.getLogger(__name__)
@@ -64,8 +65,10 @@ class OutboxWorker:
         poll_interval: float,
         concurrency: int,
         delivery_timeout: float,
+        metrics: Metrics = NO_METRICS,
     ) -> None:
         self.service = service
+        self.metrics = metrics
         self.deliveries = dict(deliveries)
         self.poll_interval = poll_interval
         self.concurrency = concurrency
@@ -79,6 +82,9 @@ class OutboxWorker:
 
     def start(self) -> None:
         self._thread.start()
+
+    def is_alive(self) -> bool:
+        return self._thread.is_alive() and not self._stopping.is_set()
 
     def stop(self) -> None:
         """Stop claiming and wait for deliveries under way (each ends within its timeout)."""
@@ -140,6 +146,7 @@ class OutboxWorker:
             # Delivered but not recorded: it goes out again after the lease (see module docstring).
             log.error("outbox delivered but not marked sent task=%s: %s", task.id, exc)
             return
+        self.metrics.outbox_delivery(task.kind, "sent")
         log.info(
             "outbox sent task=%s kind=%s destination=%s subject=%s attempt=%d ms=%.1f",
             task.id,
@@ -156,6 +163,7 @@ class OutboxWorker:
         except DomainError as exc:
             log.error("outbox failure not recorded task=%s: %s", task.id, exc)
             return
+        self.metrics.outbox_delivery(task.kind, "failed" if after.state is TaskState.FAILED else "retry")
         if after.state is TaskState.FAILED:
             log.error(
                 "outbox gave up task=%s kind=%s destination=%s subject=%s attempts=%d error=%s",

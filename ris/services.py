@@ -1215,6 +1215,16 @@ class RisService:
             rows = session.scalars(query.order_by(OutboxTask.id.desc()).limit(limit))
             return [repo.outbox_task_view(row) for row in rows]
 
+    def outbox_depth(self) -> dict[tuple[str, str], int]:
+        """How many tasks are in each (state, kind), every pair listed (0 when none)."""
+        with self.db.reading() as session:
+            rows = session.execute(
+                select(OutboxTask.state, OutboxTask.kind, func.count()).group_by(OutboxTask.state, OutboxTask.kind)
+            ).all()
+        depth = {(str(state), str(kind)): 0 for state in TaskState for kind in TaskKind}
+        depth.update({(state, kind): count for state, kind, count in rows})
+        return depth
+
     def retry_outbox_task(self, task_id: int, actor: Actor) -> OutboxTaskView:
         """Send a FAILED task again (its give-up age starts anew), or a PENDING one now instead of
         after its backoff. A SENT task is never sent twice."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from ris.web import api, auth, board, errors, health, orders
+from ris.web import api, auth, board, errors, health, metrics, orders
 from ris.web.forms import person_name
 
 
@@ -16,3 +16,4 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(orders.blueprint)
     errors.init_app(app)
     app.register_blueprint(api.blueprint)
+    app.register_blueprint(metrics.blueprint)

@@ -1,6 +1,6 @@
 """Logging in and out, the login guard, roles, and CSRF protection of every form.
 
-Every route needs a logged-in user except the login page, ``/healthz`` and static files. Routes
+Every route needs a logged-in user except the login page, ``/healthz``, ``/metrics`` and static files. Routes
 under ``/api/`` authenticate with API tokens instead: the session guard and CSRF leave them alone.
 """
 
@@ -27,7 +27,7 @@ blueprint = Blueprint("auth", __name__)
 login_manager = LoginManager()
 csrf = CSRFProtect()
 
-PUBLIC_ENDPOINTS = frozenset({"auth.login", "health.healthz", "static"})
+PUBLIC_ENDPOINTS = frozenset({"auth.login", "health.healthz", "metrics.metrics", "static"})
 API_PREFIX = "/api/"
 
 View = TypeVar("View", bound=Callable[..., Any])

@@ -28,9 +28,13 @@ def test_serve_starts_everything_and_stops_cleanly(settings: Settings, tmp_path:
     if "sqlite" in settings.database_url:
         env.pop("RIS_DATABASE_URL")  # the embedded default: instance/ris.db, created at first start
     with ris_process(env, "serve") as server:
-        status, body = wait_until(lambda: http_get(f"http://127.0.0.1:{port}/healthz"), what="/healthz")
+        # 503 until the listener process's first heartbeat, then 200: web and listeners both run.
+        status, body = wait_until(
+            lambda: (answer := http_get(f"http://127.0.0.1:{port}/healthz"))[0] == 200 and answer, what="/healthz"
+        )
         assert status == 200
         assert b'"status":"ok"' in body
+        assert b'"parts":{"dicom":true,"hl7":true,"outbox":true}' in body
         if "sqlite" in settings.database_url:
             assert (instance / "ris.db").exists()
             assert (instance / "secret_key").exists()

@@ -116,7 +116,8 @@ def test_anonymous_users_are_sent_to_the_login_page_from_every_route(make_app: C
 
 def test_public_routes_need_no_login(make_app: Callable[..., Flask]) -> None:
     client = make_app().test_client()
-    assert client.get("/healthz").status_code == 200
+    assert client.get("/healthz").status_code == 503  # answered, not redirected: no listener runs here
+    assert client.get("/metrics").status_code == 200
     assert client.get("/login").status_code == 200
 
 

@@ -10,9 +10,9 @@ from flask import Flask
 
 def test_healthz_reports_the_schema(make_app: Callable[..., Flask]) -> None:
     response = make_app().test_client().get("/healthz")
-    assert response.status_code == 200
+    assert response.status_code == 503  # no listener process (see tests/protocol/test_metrics_and_health.py)
     body = response.get_json()
-    assert body["status"] == "ok"
+    assert body["listener"]["state"] == "stopped"
     assert body["database"]["reachable"] is True
     assert body["database"]["schema_revision"] == body["database"]["expected_revision"]
 
