@@ -90,6 +90,7 @@ from ris.domain.mpps import MppsEvent, MppsStatus, MppsView
 from ris.domain.outbox import NewTask, RetryPolicy, TaskKind, TaskState
 from ris.domain.outbox import OutboxTask as OutboxTaskView
 from ris.domain.status import RESCHEDULABLE_STATUSES, StepStatus, check_transition, transition_path
+from ris.domain.timeline import TimelineEntry, change_entry, delivery_entry, hl7_entry, mpps_entry
 from ris.domain.tokens import ApiTokenView, TokenHolder, new_token, token_hash
 from ris.domain.users import Role, UserView, new_user_problems, password_problem
 from ris.domain.validation import (
@@ -366,6 +367,56 @@ class RisService:
         with self.db.reading() as session:
             order = repo.find_order(session, key)
             return repo.order_view(order) if order else None
+
+    def order_timeline(self, order_id: int) -> list[TimelineEntry]:
+        """Everything that happened to an order, newest first: audited changes, HL7 messages with
+        their ACK, the MPPS events of linked performed steps and the outbox deliveries."""
+        performed = (
+            select(PerformedStepLink.performed_step_fk)
+            .join(ScheduledStep, ScheduledStep.id == PerformedStepLink.step_fk)
+            .where(ScheduledStep.order_fk == order_id)
+        )
+        with self.db.reading() as session:
+            if session.get(Order, order_id) is None:
+                raise NotFound(f"order {order_id} does not exist")
+            entries = [
+                change_entry(row.at, row.actor, row.action, row.details)
+                for row in session.scalars(select(AuditEvent).where(AuditEvent.order_fk == order_id))
+            ]
+            entries += [
+                hl7_entry(
+                    row.received_at,
+                    "/".join(filter(None, (row.sending_application, row.sending_facility))),
+                    row.message_type,
+                    row.control_id,
+                    row.ack_code,
+                    row.error,
+                )
+                for row in session.execute(
+                    select(
+                        Hl7Message.received_at,
+                        Hl7Message.sending_application,
+                        Hl7Message.sending_facility,
+                        Hl7Message.message_type,
+                        Hl7Message.control_id,
+                        Hl7Message.ack_code,
+                        Hl7Message.error,
+                    ).where(Hl7Message.order_fk == order_id)
+                )
+            ]
+            entries += [
+                mpps_entry(event.received_at, event.kind, event.calling_ae, uid, event.attributes)
+                for event, uid in session.execute(
+                    select(PerformedStepEvent, PerformedStep.sop_instance_uid)
+                    .join(PerformedStep, PerformedStep.id == PerformedStepEvent.performed_step_fk)
+                    .where(PerformedStep.id.in_(performed))
+                )
+            ]
+            entries += [
+                delivery_entry(repo.outbox_task_view(row))
+                for row in session.scalars(select(OutboxTask).where(OutboxTask.order_fk == order_id))
+            ]
+        return sorted(entries, key=lambda entry: entry.at, reverse=True)
 
     # --- patients -------------------------------------------------------------------------
 

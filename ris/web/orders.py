@@ -204,7 +204,24 @@ class ActionForm(FlaskForm):  # type: ignore[misc]
 @blueprint.get("/<int:order_id>")
 def view(order_id: int) -> str:
     order = service().get_order(order_id)
-    return render_template("orders/order.html", order=order, zone=service().zone, action=ActionForm())
+    timeline = service().order_timeline(order_id)
+    return render_template(
+        "orders/order.html", order=order, timeline=timeline, zone=service().zone, action=ActionForm()
+    )
+
+
+@blueprint.post("/<int:order_id>/deliveries/<int:task_id>/retry")
+def retry_delivery(order_id: int, task_id: int) -> Response:
+    """Send a FAILED delivery of this order again (the listener process picks it up at once)."""
+    ActionForm().validate()
+    if not any(entry.task_id == task_id for entry in service().order_timeline(order_id)):
+        abort(404)
+    try:
+        task = service().retry_outbox_task(task_id, current_actor())
+        flash(f"The {task.kind} to {task.destination} will be sent again now.")
+    except InvalidTransition as error:
+        flash(str(error), "error")
+    return redirect(url_for("orders.view", order_id=order_id), code=303)
 
 
 class CancelForm(FlaskForm):  # type: ignore[misc]
