@@ -117,3 +117,31 @@ def test_an_error_reaches_every_caller_of_its_group_and_no_other() -> None:
 def test_max_group_must_be_positive() -> None:
     with pytest.raises(ValueError, match="max_group"):
         GroupCommit(Recorder(), max_group=0)
+
+
+def test_many_threads_each_get_their_own_results() -> None:
+    seen: list[int] = []
+
+    def run_group(items: list[int]) -> list[int]:
+        seen.extend(items)
+        time.sleep(0.0005)  # a transaction's round trips: others arrive meanwhile
+        return [-item for item in items]
+
+    committer: GroupCommit[int, int] = GroupCommit(run_group, max_group=5)
+    failures: list[str] = []
+
+    def submitter(start: int) -> None:
+        for item in range(start, start + 200):
+            if committer.submit(item) != -item:
+                failures.append(f"wrong result for {item}")
+
+    threads = [threading.Thread(target=submitter, args=(thread * 1000,)) for thread in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not any(thread.is_alive() for thread in threads)
+    assert failures == []
+    assert sorted(seen) == [thread * 1000 + item for thread in range(8) for item in range(200)]
+    assert not committer.running
+    assert committer.waiting == 0
