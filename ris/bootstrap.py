@@ -20,6 +20,7 @@ from typing import Protocol
 
 from dimse.ae import AssociationPolicy, DicomListener, DicomService, VerificationService
 from dimse.deliveries import IanDelivery, MppsForwardDelivery
+from dimse.echo import VerificationProbe
 from dimse.mpps import MppsService
 from dimse.mwl import ModalityWorklistService
 from hl7.intake import Intake
@@ -59,8 +60,12 @@ class Listener(Protocol):
     def is_alive(self) -> bool: ...
 
 
+ECHO_TIMEOUT_SECONDS = 10.0
+
+
 def build_service(settings: Settings) -> RisService:
-    return RisService(Database(settings.database_url), settings)
+    probe = VerificationProbe(settings.dicom_ae_title, min(ECHO_TIMEOUT_SECONDS, settings.outbox_delivery_timeout))
+    return RisService(Database(settings.database_url), settings, echo_probe=probe)
 
 
 def ensure_secret_key(instance_path: Path) -> str:

@@ -91,7 +91,7 @@ from ris.domain.outbox import NewTask, RetryPolicy, TaskKind, TaskState
 from ris.domain.outbox import OutboxTask as OutboxTaskView
 from ris.domain.status import RESCHEDULABLE_STATUSES, StepStatus, check_transition, transition_path
 from ris.domain.timeline import TimelineEntry, change_entry, delivery_entry, hl7_entry, mpps_entry
-from ris.domain.tokens import ApiTokenView, TokenHolder, new_token, token_hash
+from ris.domain.tokens import ApiTokenView, new_token, token_hash
 from ris.domain.users import Role, UserView, new_user_problems, password_problem
 from ris.domain.validation import (
     choose_character_set,
@@ -104,6 +104,7 @@ from ris.domain.validation import (
 from ris.domain.values import ae_title_problem, normalize_person_name, uid_problem
 from ris.domain.worklist import Item, WorklistQuery
 from ris.group_commit import GroupCommit
+from ris.ports import EchoProbe, EchoResult
 from ris.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -123,8 +124,15 @@ class WorklistResult:
 
 
 class RisService:
-    def __init__(self, db: Database, settings: Settings, clock: Callable[[], dt.datetime] = utcnow) -> None:
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings,
+        clock: Callable[[], dt.datetime] = utcnow,
+        echo_probe: EchoProbe | None = None,
+    ) -> None:
         self.db = db
+        self.echo_probe = echo_probe
         self.settings = settings
         self.clock = clock
         self.zone = settings.zone
@@ -695,6 +703,13 @@ class RisService:
                 query = query.where(Hl7Message.control_id == control_id)
             return [repo.journal_entry(row) for row in session.scalars(query)]
 
+    def get_journal_entry(self, journal_id: int) -> JournalEntry:
+        with self.db.reading() as session:
+            row = session.get(Hl7Message, journal_id)
+            if row is None:
+                raise NotFound(f"HL7 journal entry {journal_id} does not exist")
+            return repo.journal_entry(row)
+
     # --- worklist -------------------------------------------------------------------------
 
     def find_worklist_items(self, query: WorklistQuery) -> WorklistResult:
@@ -886,34 +901,45 @@ class RisService:
     # --- remote AEs ---------------------------------------------------------------------------
 
     def add_remote_ae(self, ae: RemoteAE, actor: Actor) -> RemoteAE:
-        problems = []
-        if message := ae_title_problem(ae.ae_title):
-            problems.append(FieldProblem("ae_title", message))
-        if not 0 <= ae.port <= 65535:
-            problems.append(FieldProblem("port", "must be between 0 and 65535"))
-        needs_address = ae.roles & {AeRole.IAN_DESTINATION, AeRole.MPPS_FORWARD}
-        if needs_address and not (ae.host and ae.port):
-            problems.append(FieldProblem("host", "a destination needs a host and a port"))
-        if not ae.roles:
-            problems.append(FieldProblem("roles", "choose at least one role"))
-        _raise_problems(problems)
+        _raise_problems(_remote_ae_problems(ae))
         with self.db.transaction() as session:
             if repo.find_remote_ae(session, ae.ae_title):
                 raise AlreadyExists(f"remote AE {ae.ae_title!r} already exists")
-            row = RemoteAe(
-                ae_title=ae.ae_title,
-                host=ae.host,
-                port=ae.port,
-                description=ae.description,
-                is_station=AeRole.STATION in ae.roles,
-                is_ian_destination=AeRole.IAN_DESTINATION in ae.roles,
-                is_mpps_forward=AeRole.MPPS_FORWARD in ae.roles,
-                own_items_only=ae.own_items_only,
-            )
+            row = RemoteAe()
+            _apply_remote_ae(row, ae)
             session.add(row)
             session.flush()
             self._audit(session, actor, "remote_ae.added", None, ae_title=ae.ae_title, roles=sorted(ae.roles))
             return repo.remote_ae_view(row)
+
+    def update_remote_ae(self, ae_title: str, ae: RemoteAE, actor: Actor) -> RemoteAE:
+        """Change a remote AE (its title too): the same rules as for a new one."""
+        _raise_problems(_remote_ae_problems(ae))
+        with self.db.transaction() as session:
+            row = repo.find_remote_ae(session, ae_title)
+            if row is None:
+                raise NotFound(f"remote AE {ae_title!r} does not exist")
+            if ae.ae_title != ae_title and repo.find_remote_ae(session, ae.ae_title):
+                raise AlreadyExists(f"remote AE {ae.ae_title!r} already exists")
+            _apply_remote_ae(row, ae)
+            session.flush()
+            self._audit(
+                session, actor, "remote_ae.changed", None, ae_title=ae_title, now=ae.ae_title, roles=sorted(ae.roles)
+            )
+            return repo.remote_ae_view(row)
+
+    def echo_remote_ae(self, ae_title: str) -> EchoResult:
+        """Verify the line to a registered AE with a C-ECHO (the admin's "Test" button)."""
+        ae = self.get_remote_ae(ae_title)
+        if ae is None:
+            raise NotFound(f"remote AE {ae_title!r} does not exist")
+        if not (ae.host and ae.port):
+            return EchoResult(False, f"{ae_title} has no host and port to call")
+        if self.echo_probe is None:
+            return EchoResult(False, "this process cannot send a C-ECHO (no DICOM adapter wired)")
+        result = self.echo_probe.echo(ae.ae_title, ae.host, ae.port)
+        log.info("c-echo ae_title=%s ok=%s", ae_title, result.ok)
+        return result
 
     def list_remote_aes(self, role: AeRole | None = None) -> list[RemoteAE]:
         with self.db.reading() as session:
@@ -1310,9 +1336,7 @@ class RisService:
         (only its hash), so it can be shown once."""
         token = new_token()
         with self.db.transaction() as session:
-            user = session.scalars(select(User).where(User.username == username)).one_or_none()
-            if user is None:
-                raise NotFound(f"user {username!r} does not exist")
+            user = _get_user(session, username)
             if not user.active:
                 raise InvalidTransition(f"user {username!r} is disabled; enable it before giving it a token")
             row = ApiToken(user_fk=user.id, name=name[:64], token_hash=token_hash(token), created_at=self.clock())
@@ -1322,7 +1346,7 @@ class RisService:
         log.info("api token created user=%s token=%s by=%s", username, row.id, actor)
         return token
 
-    def authenticate_token(self, token: str) -> TokenHolder | None:
+    def authenticate_token(self, token: str) -> UserView | None:
         """The active user ``token`` belongs to (and the token's last use is noted), else None."""
         if not token:
             return None
@@ -1336,7 +1360,7 @@ class RisService:
                 return None
             row, user = found
             row.last_used_at = self.clock()
-            return TokenHolder(username=user.username, role=user.role, token_id=row.id)
+            return _user_view(user)
 
     def list_api_tokens(self, username: str | None = None) -> list[ApiTokenView]:
         query = select(ApiToken, User.username).join(User, User.id == ApiToken.user_fk).order_by(ApiToken.id)
@@ -1612,6 +1636,28 @@ def _get_task(session: Session, task_id: int) -> OutboxTask:
 
 def _user_view(row: User) -> UserView:
     return UserView(username=row.username, role=Role(row.role), active=row.active)
+
+
+def _remote_ae_problems(ae: RemoteAE) -> list[FieldProblem]:
+    problems = []
+    if message := ae_title_problem(ae.ae_title):
+        problems.append(FieldProblem("ae_title", message))
+    if not 0 <= ae.port <= 65535:
+        problems.append(FieldProblem("port", "must be between 0 and 65535"))
+    needs_address = ae.roles & {AeRole.IAN_DESTINATION, AeRole.MPPS_FORWARD}
+    if needs_address and not (ae.host and ae.port):
+        problems.append(FieldProblem("host", "a destination needs a host and a port"))
+    if not ae.roles:
+        problems.append(FieldProblem("roles", "choose at least one role"))
+    return problems
+
+
+def _apply_remote_ae(row: RemoteAe, ae: RemoteAE) -> None:
+    row.ae_title, row.host, row.port, row.description = ae.ae_title, ae.host, ae.port, ae.description
+    row.is_station = AeRole.STATION in ae.roles
+    row.is_ian_destination = AeRole.IAN_DESTINATION in ae.roles
+    row.is_mpps_forward = AeRole.MPPS_FORWARD in ae.roles
+    row.own_items_only = ae.own_items_only
 
 
 def _get_user(session: Session, username: str) -> User:

@@ -8,8 +8,6 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 
-from ris.domain.model import Actor
-
 TOKEN_PREFIX = "ris_"  # noqa: S105 - a marker that makes leaked tokens easy to spot, not a secret
 
 
@@ -21,19 +19,6 @@ def token_hash(token: str) -> str:
     """What is stored and looked up: a token has 256 random bits, so a plain SHA-256 is enough (no
     salt, no slow hash: there is nothing to guess)."""
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
-
-
-@dataclass(frozen=True)
-class TokenHolder:
-    """The user an API request acts for, found by its token."""
-
-    username: str
-    role: str  # frontdesk, admin
-    token_id: int
-
-    @property
-    def actor(self) -> Actor:
-        return Actor("api", self.username)
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from ris.web import api, auth, board, errors, health, metrics, orders
+from ris.web import admin, api, auth, board, errors, health, metrics, orders
 from ris.web.forms import person_name
 
 
@@ -17,3 +17,4 @@ def register_blueprints(app: Flask) -> None:
     errors.init_app(app)
     app.register_blueprint(api.blueprint)
     app.register_blueprint(metrics.blueprint)
+    app.register_blueprint(admin.blueprint)

@@ -17,18 +17,13 @@ from flask import Blueprint, Response, current_app, g, jsonify, request, url_for
 from werkzeug.exceptions import HTTPException
 
 from ris.domain.errors import (
-    AlreadyExists,
-    ConcurrentUpdate,
     DomainError,
     FieldProblem,
-    InvalidTransition,
-    NotFound,
-    StorageUnavailable,
     ValidationFailed,
 )
-from ris.domain.model import NewOrder, OrderData, OrderView, PatientData, ProcedureData, StepData
+from ris.domain.model import Actor, NewOrder, OrderData, OrderView, PatientData, ProcedureData, StepData
 from ris.domain.status import StepStatus
-from ris.domain.tokens import TokenHolder
+from ris.domain.users import UserView
 from ris.domain.worklist import (
     SPS_SEQUENCE,
     SPS_START_DATE,
@@ -39,19 +34,10 @@ from ris.domain.worklist import (
     WorklistQuery,
 )
 from ris.services import RisService
-from ris.web import openapi
+from ris.web import errors, openapi
 
 blueprint = Blueprint("api", __name__, url_prefix="/api")
 
-# The web's error table for programs: domain error -> HTTP status.
-ERROR_STATUS: dict[type[DomainError], int] = {
-    ValidationFailed: 400,
-    NotFound: 404,
-    AlreadyExists: 409,
-    ConcurrentUpdate: 409,
-    InvalidTransition: 409,
-    StorageUnavailable: 503,
-}
 
 MAX_PAGE_SIZE = 500
 DEFAULT_PAGE_SIZE = 50
@@ -89,9 +75,10 @@ def service() -> RisService:
     return ris
 
 
-def caller() -> TokenHolder:
-    holder: TokenHolder = g.api_caller
-    return holder
+def caller() -> Actor:
+    """Who the request acts for: the token's user, as the audit trail names API requests."""
+    user: UserView = g.api_user
+    return Actor("api", user.username)
 
 
 def error_response(status: int, message: str, fields: dict[str, str] | None = None) -> tuple[Response, int]:
@@ -114,13 +101,13 @@ def require_token() -> tuple[Response, int] | None:
     holder = service().authenticate_token(token.strip())
     if holder is None:
         return error_response(401, "the API token is not valid (unknown, revoked, or its user is disabled)")
-    g.api_caller = holder
+    g.api_user = holder
     return None
 
 
 @blueprint.errorhandler(DomainError)
 def domain_error(error: DomainError) -> tuple[Response, int]:
-    status = next((code for kind, code in ERROR_STATUS.items() if isinstance(error, kind)), 500)
+    status = errors.http_status(error)
     if isinstance(error, ValidationFailed):
         fields = {_REQUEST_FIELD.get(p.field, p.field): p.message for p in error.problems}
         return error_response(status, "the request has invalid fields", fields)
@@ -141,7 +128,7 @@ def http_error(error: HTTPException) -> Any:
 @blueprint.post("/orders")
 def create_order() -> tuple[Response, int]:
     command = new_order_from_json(json_object())
-    order = service().schedule_order(command, caller().actor)
+    order = service().schedule_order(command, caller())
     response = jsonify(order_json(order))
     response.headers["Location"] = url_for("api.get_order", order_id=order.id)
     return response, 201
@@ -159,7 +146,7 @@ def cancel_order(order_id: int) -> Response:
     version = body.get("version")
     if version is not None and (not isinstance(version, int) or isinstance(version, bool)):
         raise BadRequest([_problem("version", "must be an integer (the order's version you saw)")])
-    order = service().cancel_order(order_id, caller().actor, reason, expected_version=version)
+    order = service().cancel_order(order_id, caller(), reason, expected_version=version)
     return jsonify(order_json(order))
 
 

@@ -1,20 +1,16 @@
-"""Users and API tokens for web and API tests."""
+"""API tokens for API tests."""
 
 from __future__ import annotations
 
-from ris.db.models import User
 from ris.domain.model import Actor
+from ris.domain.users import Role
 from ris.services import RisService
+from tests.support.web import add_user
 
 ADMIN = Actor("cli", "test-admin")
 
 
-def add_user(service: RisService, username: str, role: str = "frontdesk", *, active: bool = True) -> None:
-    with service.db.transaction() as session:
-        session.add(User(username=username, password_hash="!", role=role, active=active))
-
-
-def api_token(service: RisService, username: str = "desk-api", role: str = "frontdesk") -> str:
+def api_token(service: RisService, username: str = "desk-api", role: Role = Role.FRONTDESK) -> str:
     """A token of a new user with ``role``."""
     add_user(service, username, role)
     return service.create_api_token(username, "tests", ADMIN)

@@ -15,12 +15,15 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
 from ris.db.models import ApiToken, AuditEvent, Order
+from ris.domain.errors import InvalidTransition
 from ris.domain.status import StepStatus
+from ris.domain.users import Role
 from ris.services import RisService
 from ris.web.openapi import DOCUMENT
 from tests.support.orders import local, new_order, step
 from tests.support.processes import run_ris
-from tests.support.users import ADMIN, add_user, api_token, bearer
+from tests.support.users import ADMIN, api_token, bearer
+from tests.support.web import add_user
 
 
 class Api:
@@ -166,15 +169,17 @@ def test_revoked_token_and_disabled_user_are_refused(
     [view] = service.list_api_tokens("desk-api")
     service.revoke_api_token(view.id, ADMIN)
     assert Api(app, token).get("/api/worklist-items").status_code == 401
-    add_user(service, "gone", active=False)
-    with pytest.raises(Exception, match="disabled"):
-        service.create_api_token("gone", "", ADMIN)
+    other = api_token(service, "leaver")
+    service.set_user_active("leaver", False, ADMIN)
+    assert Api(app, other).get("/api/worklist-items").status_code == 401
+    with pytest.raises(InvalidTransition, match="disabled"):
+        service.create_api_token("leaver", "", ADMIN)
 
 
 def test_ris_user_token_prints_a_working_token(
     service: RisService, make_app: Callable[..., Flask], settings: Any
 ) -> None:
-    add_user(service, "his-bridge", "frontdesk")
+    add_user(service, "his-bridge", Role.FRONTDESK)
     result = run_ris(settings, "user", "token", "his-bridge", "--name", "HIS bridge")
     assert result.returncode == 0, result.stderr
     token = result.stdout.strip()
