@@ -16,23 +16,15 @@ from typing import Any
 from flask import Blueprint, Response, current_app, g, jsonify, request, url_for
 from werkzeug.exceptions import HTTPException
 
+from ris.domain.board import PAGE_SIZE, BoardFilter, BoardRow
 from ris.domain.errors import (
     DomainError,
     FieldProblem,
     ValidationFailed,
 )
 from ris.domain.model import Actor, NewOrder, OrderData, OrderView, PatientData, ProcedureData, StepData
-from ris.domain.status import StepStatus
+from ris.domain.status import OPEN_STATUSES, StepStatus
 from ris.domain.users import UserView
-from ris.domain.worklist import (
-    SPS_SEQUENCE,
-    SPS_START_DATE,
-    Criterion,
-    Item,
-    Range,
-    SingleValue,
-    WorklistQuery,
-)
 from ris.services import RisService
 from ris.web import errors, openapi
 
@@ -40,7 +32,6 @@ blueprint = Blueprint("api", __name__, url_prefix="/api")
 
 
 MAX_PAGE_SIZE = 500
-DEFAULT_PAGE_SIZE = 50
 
 # Request field of POST /api/orders -> the field of NewOrder it becomes (for error messages).
 ORDER_FIELDS: dict[str, str] = {
@@ -61,7 +52,9 @@ ORDER_FIELDS: dict[str, str] = {
 }
 REQUIRED_ORDER_FIELDS = ("patient_id", "patient_name", "modality", "scheduled_start")
 _REQUEST_FIELD = {domain: name for name, domain in ORDER_FIELDS.items()} | {
-    "procedures[0].steps[0].description": "procedure"
+    "procedures[0].steps[0].description": "procedure",
+    "station_ae": "station",  # BoardFilter's names in the query string of /api/worklist-items
+    "text": "q",
 }
 _ISO_DATE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})$")
 
@@ -263,31 +256,25 @@ def order_json(order: OrderView) -> dict[str, Any]:
 
 @blueprint.get("/worklist-items")
 def worklist_items() -> Response:
-    args = request.args
-    limit = _int_arg("limit", DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE)
-    offset = _int_arg("offset", 0, 0, None)
-    criteria: list[Criterion] = []
-    low, high = _date_arg("date_from"), _date_arg("date_to")
-    if low or high:
-        criteria.append(Criterion(SPS_START_DATE, Range(low, high)))
-    for name, attribute in (("modality", "Modality"), ("station", "ScheduledStationAETitle")):
-        if value := args.get(name, "").strip().upper():
-            criteria.append(Criterion(f"{SPS_SEQUENCE}.{attribute}", SingleValue(value)))
+    """The board's list for programs: the same filter (BoardFilter) and the same paging."""
     statuses = _statuses_arg()
-    query = WorklistQuery(
-        criteria=tuple(criteria),
-        include_final=bool(statuses),
-        statuses=statuses,
-        limit=offset + limit,
+    board = BoardFilter(
+        date_from=_date_arg("date_from"),
+        date_to=_date_arg("date_to"),
+        modality=request.args.get("modality", "").strip().upper(),
+        station_ae=request.args.get("station", "").strip(),
+        statuses=statuses or OPEN_STATUSES,
+        text=request.args.get("q", ""),
     )
-    result = service().find_worklist_items(query)
-    page = result.items[offset:]
+    page_size = _int_arg("page_size", PAGE_SIZE, 1, MAX_PAGE_SIZE)
+    found = service().search_board(board, _int_arg("page", 1, 1, None), page_size)
     return jsonify(
         {
-            "items": [worklist_item_json(item) for item in page],
-            "limit": limit,
-            "offset": offset,
-            "has_more": result.truncated,
+            "items": [worklist_item_json(row) for row in found.rows],
+            "page": found.page,
+            "page_size": found.page_size,
+            "has_next": found.has_next,
+            "counts": {str(status): count for status, count in found.counts.items()},
         }
     )
 
@@ -302,12 +289,12 @@ def _int_arg(name: str, default: int, low: int, high: int | None) -> int:
     return int(raw)
 
 
-def _date_arg(name: str) -> str | None:
+def _date_arg(name: str) -> dt.date | None:
     raw = request.args.get(name, "").strip()
     if not raw:
         return None
     try:
-        return dt.date.fromisoformat(raw).strftime("%Y%m%d")
+        return dt.date.fromisoformat(raw)
     except ValueError:
         raise BadRequest([_problem(name, "must be a date, YYYY-MM-DD")]) from None
 
@@ -321,22 +308,19 @@ def _statuses_arg() -> frozenset[StepStatus]:
         raise BadRequest([_problem("status", f"must be one or more of {choices}")]) from None
 
 
-def worklist_item_json(item: Item) -> dict[str, Any]:
-    step = item[SPS_SEQUENCE][0]
+def worklist_item_json(row: BoardRow) -> dict[str, Any]:
     return {
-        "accession_number": item["AccessionNumber"],
-        "patient_id": item["PatientID"],
-        "patient_name": item["PatientName"],
-        "study_instance_uid": item["StudyInstanceUID"],
-        "requested_procedure_id": item["RequestedProcedureID"],
-        "procedure": item["RequestedProcedureDescription"],
-        "priority": item["RequestedProcedurePriority"],
-        "sps_id": step["ScheduledProcedureStepID"],
-        "status": step["ScheduledProcedureStepStatus"],
-        "modality": step["Modality"],
-        "station_ae": step["ScheduledStationAETitle"],
-        "start_date": step["ScheduledProcedureStepStartDate"],
-        "start_time": step["ScheduledProcedureStepStartTime"],
+        "order_id": row.order_id,
+        "step_id": row.step_id,
+        "scheduled_start": row.start.isoformat(),
+        "status": str(row.status),
+        "patient_name": row.patient_name,
+        "patient_id": row.patient_id,
+        "accession_number": row.accession_number,
+        "modality": row.modality,
+        "station_ae": row.station_ae,
+        "procedure": row.description,
+        "priority": row.priority,
     }
 
 

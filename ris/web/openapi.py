@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ris.domain.status import StepStatus
+
 _TEXT = {"type": "string"}
 _DATE_TIME = {"type": "string", "format": "date-time"}
 
@@ -48,6 +50,7 @@ _NEW_ORDER_PROPERTIES: dict[str, dict[str, Any]] = {
 }
 
 SCHEMAS: dict[str, Any] = {
+    "Status": {"type": "string", "enum": [str(status) for status in StepStatus]},
     "Error": {
         "type": "object",
         "required": ["error"],
@@ -81,10 +84,7 @@ SCHEMAS: dict[str, Any] = {
         "properties": {
             "id": {"type": "integer"},
             "sps_id": _TEXT,
-            "status": {
-                "type": "string",
-                "enum": ["SCHEDULED", "ARRIVED", "READY", "STARTED", "COMPLETED", "DISCONTINUED", "CANCELED"],
-            },
+            "status": _ref("Status"),
             "modality": _TEXT,
             "station_ae": _TEXT,
             "station_name": _TEXT,
@@ -113,34 +113,34 @@ SCHEMAS: dict[str, Any] = {
     },
     "WorklistItem": {
         "type": "object",
-        "required": ["accession_number", "patient_id", "sps_id", "status", "modality", "start_date", "start_time"],
-        "properties": dict.fromkeys(
-            (
-                "accession_number",
-                "patient_id",
-                "patient_name",
-                "study_instance_uid",
-                "requested_procedure_id",
-                "procedure",
-                "priority",
-                "sps_id",
-                "status",
-                "modality",
-                "station_ae",
-                "start_date",
-                "start_time",
-            ),
-            _TEXT,
-        ),
+        "required": ["order_id", "step_id", "scheduled_start", "status", "modality", "accession_number"],
+        "properties": {
+            "order_id": {"type": "integer"},
+            "step_id": {"type": "integer"},
+            "scheduled_start": _DATE_TIME,
+            "status": _ref("Status"),
+            "patient_name": _TEXT,
+            "patient_id": _TEXT,
+            "accession_number": _TEXT,
+            "modality": _TEXT,
+            "station_ae": _TEXT,
+            "procedure": _TEXT,
+            "priority": _TEXT,
+        },
     },
     "WorklistPage": {
         "type": "object",
-        "required": ["items", "limit", "offset", "has_more"],
+        "required": ["items", "page", "page_size", "has_next", "counts"],
         "properties": {
             "items": {"type": "array", "items": _ref("WorklistItem")},
-            "limit": {"type": "integer"},
-            "offset": {"type": "integer"},
-            "has_more": {"type": "boolean"},
+            "page": {"type": "integer", "minimum": 1},
+            "page_size": {"type": "integer"},
+            "has_next": {"type": "boolean"},
+            "counts": {
+                "type": "object",
+                "description": "steps per status in the filtered range, whatever the status filter",
+                "additionalProperties": {"type": "integer"},
+            },
         },
     },
 }
@@ -184,15 +184,16 @@ DOCUMENT: dict[str, Any] = {
         },
         "/api/worklist-items": {
             "get": {
-                "summary": "Worklist items by start time; final ones only when a status asks for them",
+                "summary": "Scheduled steps by start time, filtered like the board; open ones unless a status asks",
                 "parameters": [
                     _query("date_from", "first day, YYYY-MM-DD (site time)", {"type": "string", "format": "date"}),
                     _query("date_to", "last day, YYYY-MM-DD (site time)", {"type": "string", "format": "date"}),
                     _query("modality", "e.g. CT"),
                     _query("station", "Scheduled Station AE Title"),
-                    _query("status", "one or more statuses, comma-separated or repeated"),
-                    _query("limit", "page size, 1..500 (default 50)", {"type": "integer"}),
-                    _query("offset", "items to skip", {"type": "integer"}),
+                    _query("status", "one or more statuses, comma-separated or repeated (default: the open ones)"),
+                    _query("q", "start of a patient name (MÜLLER^HA or Müller, Ha), a patient ID or an accession"),
+                    _query("page", "1 or more (default 1)", {"type": "integer", "minimum": 1}),
+                    _query("page_size", "1..500 (default 50)", {"type": "integer", "minimum": 1, "maximum": 500}),
                 ],
                 "responses": {"200": _json(_ref("WorklistPage"), "One page"), **_errors(400, 401)},
             }

@@ -312,43 +312,53 @@ def test_cancel_of_a_started_order_is_409(api: Api, service: RisService) -> None
 def test_worklist_items_filters_and_pages(api: Api, service: RisService) -> None:
     for day, modality in ((23, "CT"), (23, "MR"), (24, "CT"), (25, "CT")):
         service.schedule_order(new_order(steps=(step(modality=modality, start=local(2026, 11, day, 10)),)), ADMIN)
-    canceled = service.schedule_order(new_order(steps=(step(start=local(2026, 11, 23, 11)),)), ADMIN)
+    canceled = service.schedule_order(
+        new_order(patient={"name": "SCHMIDT^ANNA"}, steps=(step(start=local(2026, 11, 23, 11)),)), ADMIN
+    )
     service.cancel_order(canceled.id, ADMIN)
 
     def listed(query: str) -> list[tuple[str, str, str]]:
         response = api.get(f"/api/worklist-items?{query}")
         assert response.status_code == 200
-        return [(i["start_date"], i["modality"], i["status"]) for i in response.get_json()["items"]]
+        return [(i["scheduled_start"][:10], i["modality"], i["status"]) for i in response.get_json()["items"]]
 
     assert listed("") == [
-        ("20261123", "CT", "SCHEDULED"),
-        ("20261123", "MR", "SCHEDULED"),
-        ("20261124", "CT", "SCHEDULED"),
-        ("20261125", "CT", "SCHEDULED"),
+        ("2026-11-23", "CT", "SCHEDULED"),
+        ("2026-11-23", "MR", "SCHEDULED"),
+        ("2026-11-24", "CT", "SCHEDULED"),
+        ("2026-11-25", "CT", "SCHEDULED"),
     ]
-    assert listed("modality=mr") == [("20261123", "MR", "SCHEDULED")]
-    assert listed("date_from=2026-11-24&date_to=2026-11-24") == [("20261124", "CT", "SCHEDULED")]
-    assert listed("date_to=2026-11-23&modality=CT") == [("20261123", "CT", "SCHEDULED")]
-    assert listed("status=CANCELED") == [("20261123", "CT", "CANCELED")]
+    assert listed("modality=mr") == [("2026-11-23", "MR", "SCHEDULED")]
+    assert listed("date_from=2026-11-24&date_to=2026-11-24") == [("2026-11-24", "CT", "SCHEDULED")]
+    assert listed("date_to=2026-11-23&modality=CT") == [("2026-11-23", "CT", "SCHEDULED")]
+    assert listed("status=CANCELED") == [("2026-11-23", "CT", "CANCELED")]
     assert len(listed("status=SCHEDULED,CANCELED")) == 5
     assert listed("station=CT_RAD_02") == []
-    page = api.get("/api/worklist-items?limit=2&offset=1").get_json()
-    assert [i["start_date"] for i in page["items"]] == ["20261123", "20261124"]
-    assert page["has_more"] is True
-    last = api.get("/api/worklist-items?limit=2&offset=2").get_json()
-    assert last["has_more"] is False
-    assert len(last["items"]) == 2
+    assert listed("q=schmidt&status=CANCELED") == [("2026-11-23", "CT", "CANCELED")]
+    first = api.get("/api/worklist-items?page_size=3").get_json()
+    assert first["has_next"] is True
+    assert first["counts"]["SCHEDULED"] == 4
+    assert first["counts"]["CANCELED"] == 1
+    second = api.get("/api/worklist-items?page_size=3&page=2").get_json()
+    assert [i["scheduled_start"][:10] for i in second["items"]] == ["2026-11-25"]
+    assert second["has_next"] is False
+    item = first["items"][0]
+    assert api.get(f"/api/orders/{item['order_id']}").get_json()["steps"][0]["id"] == item["step_id"]
 
 
 @pytest.mark.parametrize(
     ("query", "field"),
     [
-        ("limit=0", "limit"),
-        ("limit=501", "limit"),
-        ("offset=-1", "offset"),
-        ("limit=ten", "limit"),
+        ("page_size=0", "page_size"),
+        ("page_size=501", "page_size"),
+        ("page=0", "page"),
+        ("page=ten", "page"),
         ("date_from=23.11.2026", "date_from"),
+        ("date_from=2026-11-24&date_to=2026-11-23", "date_to"),
         ("status=DONE", "status"),
+        ("modality=C%20T", "modality"),
+        ("station=" + "A" * 17, "station"),
+        ("q=" + "x" * 65, "q"),
     ],
 )
 def test_worklist_items_bad_parameters_are_400(api: Api, query: str, field: str) -> None:
