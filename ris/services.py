@@ -565,6 +565,11 @@ class RisService:
         except DomainError as error:
             log.info("%d messages could not be stored together (%s): each is received alone", len(group), error)
             return [None] * len(group)
+        except Exception:
+            # A failure of our own (e.g. in an adapter's answer): the message that causes it shall
+            # meet it alone, not take the others of the group with it.
+            log.exception("%d messages could not be stored together: each is received alone", len(group))
+            return [None] * len(group)
         return [
             Receipt(reply, replayed=False, journal_id=journal_id)
             for (_message, reply, _order_id), journal_id in zip(entries, journal_ids, strict=True)

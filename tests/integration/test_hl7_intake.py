@@ -16,11 +16,13 @@ from hl7.intake import Intake
 from hl7.mapping import OrderMapping
 from ris.db import Database
 from ris.db.models import Patient
-from ris.domain.model import OrderKey, OrderView
+from ris.domain.inbound import Answer, InboundMessage, Outcome, Receipt, Reply, ScheduleOrder
+from ris.domain.model import Actor, OrderKey, OrderView
 from ris.domain.status import StepStatus
 from ris.services import RisService
 from ris.settings import Settings
 from tests.support.hl7_messages import ORM_V23, ORM_V24, ORM_V251, adt, err_lines, msa, omi, orm
+from tests.support.orders import new_order
 
 UTC = dt.UTC
 
@@ -439,3 +441,46 @@ def test_orders_arriving_together_are_one_transaction(service: RisService, intak
     assert {name: msa(ack)[:2] for name, ack in acks.items()} == {f"G{n}": ["AA", f"G{n}"] for n in range(10, 16)}
     for entry in service.message_journal(limit=10):
         assert entry.order_id == order(service, entry.control_id).id
+
+
+def test_a_failing_answer_fails_only_its_own_message_of_a_group(service: RisService) -> None:
+    """An error of our own while a group is stored (here: in the adapter's answer) reaches only the
+    message that causes it; the group's others are received alone and stored."""
+
+    def receive(control_id: str, answer: Answer) -> Receipt:
+        message = InboundMessage("HIS", "KLINIKUM", control_id, "ORM^O01", control_id.encode())
+        return service.receive_message(message, [ScheduleOrder(new_order())], Actor("hl7", "HIS"), answer)
+
+    def applied(_outcome: Outcome) -> Reply:
+        return Reply("AA", b"ack")
+
+    def broken(_outcome: Outcome) -> Reply:
+        raise RuntimeError("the answer cannot be worded")
+
+    group = service._new_order_messages
+    outcomes: dict[str, object] = {}
+
+    def receive_in_thread(control_id: str, answer: Answer) -> threading.Thread:
+        def run() -> None:
+            try:
+                outcomes[control_id] = receive(control_id, answer).reply.code
+            except RuntimeError as error:
+                outcomes[control_id] = str(error)
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        return thread
+
+    with writes_held(service):
+        threads = [receive_in_thread("FIRST", applied)]
+        wait_until(lambda: group.running and group.waiting == 0, "the first group runs")
+        threads += [
+            receive_in_thread(control_id, answer)
+            for control_id, answer in (("OK1", applied), ("BAD", broken), ("OK2", applied))
+        ]
+        wait_until(lambda: group.waiting == 3, "the others wait for the next group")
+    for thread in threads:
+        thread.join(30)
+    assert outcomes == {"FIRST": "AA", "OK1": "AA", "BAD": "the answer cannot be worded", "OK2": "AA"}
+    assert sorted(entry.control_id for entry in service.message_journal()) == ["FIRST", "OK1", "OK2"]
+    assert len(service.export_items()) == 3
