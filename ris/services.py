@@ -111,6 +111,10 @@ log = logging.getLogger(__name__)
 
 CONFLICT_RETRIES = 3
 """How often a received message is tried again when a concurrent transaction took a key it needed."""
+GROUP_GATHER_SECONDS = 0.002
+"""How long a group of new orders about to be stored waits for the next message of connections
+that sent one lately (see `ris.group_commit`): about the time a sender takes to answer an ACK with
+its next message. One busy connection never waits; several share one transaction."""
 
 IMPORT_BATCH = 5000
 """Orders `import_orders` inserts per round of statements (all in its one transaction): the rows of a
@@ -143,7 +147,7 @@ class RisService:
         # instead of at its next poll.
         self.outbox_ready = threading.Event()
         # New orders received at the same time (several HL7 connections) share one transaction.
-        self._new_order_messages = GroupCommit(self._receive_new_orders)
+        self._new_order_messages = GroupCommit(self._receive_new_orders, gather_seconds=GROUP_GATHER_SECONDS)
 
     # --- orders ---------------------------------------------------------------------------
 

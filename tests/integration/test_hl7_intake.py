@@ -389,7 +389,7 @@ def test_orders_arriving_together_are_stored_together_and_a_bad_one_fails_alone(
 
     with writes_held(service):
         threads = [send_in_thread("running", orm(accession="G0"))]
-        wait_until(lambda: group.running and group.waiting == 0, "the first group runs and waits for the database")
+        wait_until(lambda: group.running_items == 1, "the first group runs and waits for the database")
         threads += [
             send_in_thread("good", orm(accession="G1")),
             send_in_thread("duplicate", orm(accession="TAKEN", study_uid="2.25.4242")),
@@ -424,7 +424,7 @@ def test_orders_arriving_together_are_one_transaction(service: RisService, intak
             target=lambda: acks.setdefault("G10", send(intake, orm(accession="G10", control_id="G10")))
         )
         first.start()
-        wait_until(lambda: group.running and group.waiting == 0, "the first group runs")
+        wait_until(lambda: group.running_items == 1, "the first group runs")
         threads = [
             threading.Thread(
                 target=lambda n=number: acks.setdefault(
@@ -473,7 +473,7 @@ def test_a_failing_answer_fails_only_its_own_message_of_a_group(service: RisServ
 
     with writes_held(service):
         threads = [receive_in_thread("FIRST", applied)]
-        wait_until(lambda: group.running and group.waiting == 0, "the first group runs")
+        wait_until(lambda: group.running_items == 1, "the first group runs")
         threads += [
             receive_in_thread(control_id, answer)
             for control_id, answer in (("OK1", applied), ("BAD", broken), ("OK2", applied))

@@ -3,6 +3,7 @@ errors reach the right callers."""
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
 from collections.abc import Callable
@@ -70,7 +71,7 @@ def test_submissions_during_a_run_form_the_next_group_and_each_gets_its_own_resu
     recorder.release.clear()
     first, first_outcome = submit_in_threads(committer, [1])
     assert recorder.running.wait(WAIT_SECONDS)
-    assert committer.running
+    assert committer.running_items == 1
     others, outcomes = submit_in_threads(committer, [2, 3, 4, 5])
     wait_until(lambda: committer.waiting == 4, "the others wait for the running group")
     recorder.release.set()
@@ -80,7 +81,7 @@ def test_submissions_during_a_run_form_the_next_group_and_each_gets_its_own_resu
     assert outcomes == {2: 20, 3: 30, 4: 40, 5: 50}
     assert recorder.groups[0] == [1]
     assert sorted(recorder.groups[1]) == [2, 3, 4, 5]
-    assert not committer.running
+    assert committer.running_items == 0
 
 
 def test_groups_are_at_most_max_group_items() -> None:
@@ -143,5 +144,72 @@ def test_many_threads_each_get_their_own_results() -> None:
     assert not any(thread.is_alive() for thread in threads)
     assert failures == []
     assert sorted(seen) == [thread * 1000 + item for thread in range(8) for item in range(200)]
-    assert not committer.running
+    assert committer.running_items == 0
     assert committer.waiting == 0
+
+
+def test_a_lone_caller_never_waits_to_gather() -> None:
+    recorder = Recorder()
+    committer = GroupCommit(recorder, gather_seconds=5, active_seconds=60)
+    started = time.monotonic()
+    assert [committer.submit(item) for item in (1, 2, 3)] == [10, 20, 30]
+    assert time.monotonic() - started < 2
+    assert recorder.groups == [[1], [2], [3]]
+
+
+class Caller:
+    """A thread of its own (as a connection is) that submits what it is sent, one at a time."""
+
+    def __init__(self, committer: GroupCommit[int, int]) -> None:
+        self.committer = committer
+        self.inbox: queue.Queue[int | None] = queue.Queue()
+        self.results: list[int] = []
+        self.thread = threading.Thread(target=self._run)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while (item := self.inbox.get()) is not None:
+            self.results.append(self.committer.submit(item))
+
+    def send(self, item: int) -> None:
+        self.inbox.put(item)
+
+    def stop(self) -> None:
+        self.inbox.put(None)
+        self.thread.join(WAIT_SECONDS)
+
+
+def test_a_group_waits_for_the_next_item_of_callers_active_lately() -> None:
+    recorder = Recorder()
+    committer = GroupCommit(recorder, gather_seconds=5, active_seconds=60)
+    first, second = Caller(committer), Caller(committer)
+    recorder.release.clear()
+    first.send(1)
+    assert recorder.running.wait(WAIT_SECONDS)
+    second.send(2)
+    wait_until(lambda: committer.waiting == 1, "2 waits for the running group")
+    started = time.monotonic()
+    recorder.release.set()
+    # 2 now leads a group; both callers were active, so it waits for the first one's next item.
+    wait_until(lambda: first.results == [10], "1 is answered")
+    first.send(3)
+    wait_until(lambda: second.results == [20] and first.results == [10, 30], "2 and 3 are answered")
+    assert time.monotonic() - started < 2  # it ran as soon as the item it waited for came
+    assert recorder.groups == [[1], [2, 3]]
+    first.stop()
+    second.stop()
+
+
+def test_gathering_gives_up_after_gather_seconds() -> None:
+    recorder = Recorder()
+    committer = GroupCommit(recorder, gather_seconds=0.05, active_seconds=60)
+    first, second = Caller(committer), Caller(committer)
+    first.send(1)
+    wait_until(lambda: first.results == [10], "1 is answered")
+    started = time.monotonic()
+    second.send(2)  # the first caller was active, but sends nothing more
+    wait_until(lambda: second.results == [20], "2 is answered")
+    assert 0.04 <= time.monotonic() - started < 2
+    assert recorder.groups == [[1], [2]]
+    first.stop()
+    second.stop()
