@@ -1,4 +1,4 @@
-"""``ris serve`` on a fresh instance: it creates the database, answers /healthz, stops on a signal."""
+"""``ris serve`` on a fresh instance: it creates the database, answers /healthz and /metrics, stops on a signal."""
 
 from __future__ import annotations
 
@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 
 from ris.settings import Settings
-from tests.support.processes import free_port, http_get, ris_env, ris_process, stop_process, wait_until
+from tests.support.processes import free_port, http_get, ris_env, ris_process, run_ris, stop_process, wait_until
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
 def test_serve_starts_everything_and_stops_cleanly(settings: Settings, tmp_path: Path, stop_signal: int) -> None:
-    port = free_port()
+    port, hl7_port = free_port(), free_port()
     instance = tmp_path / "fresh-instance"
     env = ris_env(
         settings,
@@ -22,7 +22,7 @@ def test_serve_starts_everything_and_stops_cleanly(settings: Settings, tmp_path:
         RIS_WEB_BIND=f"127.0.0.1:{port}",
         RIS_WEB_WORKERS="1",
         RIS_DICOM_PORT=str(free_port()),
-        RIS_HL7_PORT=str(free_port()),
+        RIS_HL7_PORT=str(hl7_port),
         HOME=str(tmp_path / "home"),
     )
     if "sqlite" in settings.database_url:
@@ -35,6 +35,12 @@ def test_serve_starts_everything_and_stops_cleanly(settings: Settings, tmp_path:
         assert status == 200
         assert b'"status":"ok"' in body
         assert b'"parts":{"dicom":true,"hl7":true,"outbox":true}' in body
+        # The listener's counters reach gunicorn's worker (multiprocess mode).
+        sent = run_ris(settings, "hl7", "send", "--sample", "--to", f"127.0.0.1:{hl7_port}")
+        assert sent.returncode == 0, sent.stdout + sent.stderr
+        status, metrics = http_get(f"http://127.0.0.1:{port}/metrics")
+        assert status == 200
+        assert b'ris_hl7_messages_total{ack_code="AA"} 1.0' in metrics
         if "sqlite" in settings.database_url:
             assert (instance / "ris.db").exists()
             assert (instance / "secret_key").exists()

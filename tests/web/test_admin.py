@@ -320,3 +320,14 @@ def test_create_use_and_revoke_an_api_token(
     assert audit_actors(service, "api_token.revoked") == ["user:boss"]
     assert post(admin_client, "/admin/users", f"/admin/tokens/{view.id}/revoke").status_code == 404  # type: ignore[attr-defined]
     assert post(admin_client, "/admin/users", "/admin/users/nobody/tokens").status_code == 404  # type: ignore[attr-defined]
+
+
+def test_edit_form_errors_change_nothing(admin_client: FlaskClient, service: RisService) -> None:
+    service.add_remote_ae(RemoteAE("CT_1", roles=frozenset({AeRole.STATION})), ADMIN)
+    service.add_remote_ae(RemoteAE("CT_2", roles=frozenset({AeRole.STATION})), ADMIN)
+    taken = submit(admin_client, "/admin/remote-aes/CT_1/edit", {"ae_title": "CT_2", "roles": ["station"]})
+    assert taken.status_code == 200
+    assert "remote AE &#39;CT_2&#39; already exists" in taken.data.decode()
+    no_host = submit(admin_client, "/admin/remote-aes/CT_1/edit", {"ae_title": "CT_1", "roles": ["mpps-forward"]})
+    assert "a destination needs a host and a port" in no_host.data.decode()
+    assert service.get_remote_ae("CT_1") == RemoteAE("CT_1", roles=frozenset({AeRole.STATION}), id=1)
