@@ -109,6 +109,9 @@ from ris.settings import Settings
 
 log = logging.getLogger(__name__)
 
+ANALYZE_AFTER_IMPORT = 1000
+"""Imports of at least this many orders refresh the database's planner statistics at once."""
+
 CONFLICT_RETRIES = 3
 """How often a received message is tried again when a concurrent transaction took a key it needed."""
 GROUP_GATHER_SECONDS = 0.002
@@ -786,6 +789,10 @@ class RisService:
                 self._insert_orders(session, batch, [actor] * len(batch), patient_ids)
             self._audit(session, actor, "orders.imported", None, orders=len(commands))
         log.info("orders imported count=%d by=%s", len(commands), actor)
+        if len(commands) >= ANALYZE_AFTER_IMPORT:
+            # Until autovacuum gets to it, PostgreSQL would plan the board and worklist queries
+            # with the statistics of the tables before the import (measured: 107 ms instead of 3 ms).
+            self.db.refresh_statistics(("patients", "orders", "requested_procedures", "scheduled_steps"))
         return len(commands)
 
     def _insert_orders(

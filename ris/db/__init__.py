@@ -83,6 +83,18 @@ class Database:
         except SQLAlchemyError as exc:
             return SchemaStatus(False, None, head, _first_line(exc))
 
+    def refresh_statistics(self, tables: tuple[str, ...]) -> None:
+        """Let PostgreSQL's planner see a bulk load now (SQLite plans without statistics). A
+        failure only costs plan quality until autovacuum analyses the tables: it is logged."""
+        if self.is_sqlite:
+            return
+        try:
+            with self.engine.connect() as connection:
+                connection.execute(text(f"ANALYZE {', '.join(tables)}"))
+                connection.commit()
+        except SQLAlchemyError as exc:
+            log.warning("planner statistics not refreshed: %s", _first_line(exc))
+
     def upgrade(self) -> None:
         migrate.upgrade(self.engine)
 
