@@ -111,7 +111,58 @@ def product_command(workdir: Path, label: str, database_url: str, port: int) -> 
     return [sys.executable, "-m", "ris.cli", "listen"], env
 
 
-def bench(harness: Path, out: Path, port: int, pid: int, label: str, n: int, connections: int) -> dict[str, Any]:
+def machine_times() -> tuple[float, float]:
+    """(idle, total) CPU seconds of the whole machine since boot, all cores (/proc/stat)."""
+    fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    tick = os.sysconf("SC_CLK_TCK")
+    return (fields[3] + fields[4]) / tick, sum(fields) / tick
+
+
+def process_cpu(pids: set[int]) -> float:
+    """CPU seconds (user + system) used so far by the processes ``pids`` that still exist."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+class PostgresBackends:
+    """The server processes serving one database, to count their CPU (PostgreSQL on this host)."""
+
+    def __init__(self, database_url: str) -> None:
+        from sqlalchemy import create_engine
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.pool import NullPool
+
+        self.database = make_url(database_url).database
+        self.engine = create_engine(database_url, poolclass=NullPool)
+
+    def pids(self) -> set[int]:
+        from sqlalchemy import text
+
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                text("SELECT pid FROM pg_stat_activity WHERE datname = :name AND pid <> pg_backend_pid()"),
+                {"name": self.database},
+            )
+            return {row.pid for row in rows}
+
+
+def bench(
+    harness: Path,
+    out: Path,
+    port: int,
+    pid: int,
+    label: str,
+    n: int,
+    connections: int,
+    backends: PostgresBackends | None = None,
+) -> dict[str, Any]:
     command = [
         sys.executable,
         str(harness / "hl7_bench.py"),
@@ -130,11 +181,21 @@ def bench(harness: Path, out: Path, port: int, pid: int, label: str, n: int, con
         "--out",
         str(out),
     ]
+    pids_before = backends.pids() if backends else set()
+    database_cpu_before = process_cpu(pids_before)
+    idle_before, total_before = machine_times()
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+    idle_after, total_after = machine_times()
     result: dict[str, Any] = json.loads(out.read_text())
+    result["machine_idle_share"] = (idle_after - idle_before) / max(total_after - total_before, 1e-9)
+    if backends:
+        # Backends that started during the run count from zero: all their CPU falls in it.
+        pids = pids_before | backends.pids()
+        used = process_cpu(pids) - database_cpu_before
+        result["database_cpu_ms_per_msg"] = used / max(1, result["sent"]) * 1000
     print(
         f"{label:<16} C={connections} n={n}: {result['acks_per_s']:8.1f} msgs/s "
-        f"p99 {result['latency_ms']['p99']:6.2f} ms ok={result['ok']}",
+        f"p99 {result['latency_ms']['p99']:6.2f} ms ok={result['ok']} machine idle {result['machine_idle_share']:.0%}",
         flush=True,
     )
     return result
@@ -174,8 +235,9 @@ def median(results: list[dict[str, Any]], get: Any) -> float:
 
 def summarise(runs: dict[tuple[str, int], list[dict[str, Any]]], rss: dict[str, dict[str, Any]]) -> list[str]:
     lines = [
-        "| listener | C | msgs/s | ÷ floor-durable | ÷ floor | ACK p50 ms | ACK p99 ms | server CPU ms/msg | all AA |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| listener | C | msgs/s | ÷ floor-durable | ÷ floor | ACK p50 ms | ACK p99 ms | server CPU ms/msg "
+        "| PostgreSQL CPU ms/msg | machine idle | all AA |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     labels = sorted({label for label, _c in runs}, key=lambda label: (label.startswith("floor"), label))
     for connections in CONNECTIONS:
@@ -189,12 +251,18 @@ def summarise(runs: dict[tuple[str, int], list[dict[str, Any]]], rss: dict[str, 
             if not results:
                 continue
             rate = median(results, lambda r: r["acks_per_s"])
+            database_cpu = (
+                f"{median(results, lambda r: r['database_cpu_ms_per_msg']):.2f}"
+                if "database_cpu_ms_per_msg" in results[0]
+                else "–"
+            )
             ratios = [f"{rate / floors[name]:.2f}" if name in floors else "–" for name in ("floor-durable", "floor")]
             lines.append(
                 f"| {label} | {connections} | {rate:,.0f} | {ratios[0]} | {ratios[1]} "
                 f"| {median(results, lambda r: r['latency_ms']['p50']):.2f} "
                 f"| {median(results, lambda r: r['latency_ms']['p99']):.2f} "
                 f"| {median(results, lambda r: r['server']['cpu_ms_per_msg']):.2f} "
+                f"| {database_cpu} | {median(results, lambda r: r['machine_idle_share']):.0%} "
                 f"| {'yes' if all(r['ok'] for r in results) else 'NO'} |"
             )
     lines += ["", *targets(runs)]
@@ -247,6 +315,20 @@ def targets(runs: dict[tuple[str, int], list[dict[str, Any]]]) -> list[str]:
             f"- {label} at C=4: the listener process used {busy:.2f} s of CPU per second; one Python process runs "
             "its Python code on one core at a time (GIL), so near 1.0 the CPU per message bounds the rate."
         )
+    if ("product-postgresql", 4) in runs:
+        results = runs[("product-postgresql", 4)]
+        listener = median(results, lambda r: r["server"]["cpu_ms_per_msg"])
+        database = median(results, lambda r: r.get("database_cpu_ms_per_msg", 0.0))
+        client = median(results, lambda r: r["client_cpu"]["us_per_msg"] / 1000)
+        total = listener + database + client
+        cores = os.cpu_count() or 1
+        lines.append(
+            f"- CPU per message at C=4 on PostgreSQL: listener {listener:.2f} ms + PostgreSQL backends "
+            f"{database:.2f} ms + load generator {client:.2f} ms = {total:.2f} ms. With the machine to itself "
+            f"that bounds the rate at {cores * 1000 / total:,.0f} msgs/s on {cores} cores, and the listener alone "
+            f"(one core, GIL) at {1000 / listener:,.0f} msgs/s; the machine was idle for "
+            f"{median(results, lambda r: r['machine_idle_share']):.0%} of the runs (other work on it)."
+        )
     return lines
 
 
@@ -262,8 +344,11 @@ def write_section(body: list[str], command: str) -> None:
         "floors measured in the same run, not the absolute numbers. The load generator runs on the same cores.",
         "Medians of the repetitions. `product-sqlite` / `product-postgresql`: `ris listen` on a fresh instance",
         "(default settings, log level INFO) — every message journaled, mapped, stored as an order with its",
-        "worklist item, audit row and ACK in one transaction before the ACK is sent. `floor`: frame, split, ACK;",
-        "`floor-durable`: the same plus one SQLite insert + commit (WAL, synchronous=FULL) per message.",
+        "worklist item, audit row and ACK in one transaction before the ACK is sent (new orders arriving together",
+        'on several connections share one transaction: group commit, see README "HL7 interface"). `floor`:',
+        "frame, split, ACK; `floor-durable`: the same plus one SQLite insert + commit (WAL, synchronous=FULL) per",
+        "message. `server CPU`: the listener process; `PostgreSQL CPU`: the server processes serving the product's",
+        "database connections; `machine idle`: share of all cores' time idle during the runs (low: other work).",
         "",
         *body,
         "",
@@ -300,8 +385,10 @@ def main() -> int:
     with ExitStack() as stack:
         listeners: dict[str, tuple[int, int]] = {}  # label -> (port, pid)
         products = [("product-sqlite", "")]
+        backends: dict[str, PostgresBackends] = {}
         if not args.no_postgres:
             products.append(("product-postgresql", stack.enter_context(postgres_database(args.postgres_url))))
+            backends["product-postgresql"] = PostgresBackends(products[-1][1])
         for label, url in products:
             port = free_port()
             command, env = product_command(workdir, label, url, port)
@@ -314,7 +401,14 @@ def main() -> int:
             for connections in CONNECTIONS:
                 for label, (port, pid) in listeners.items():
                     result = bench(
-                        harness, out / f"{label}_c{connections}_r{rep}.json", port, pid, label, args.n, connections
+                        harness,
+                        out / f"{label}_c{connections}_r{rep}.json",
+                        port,
+                        pid,
+                        label,
+                        args.n,
+                        connections,
+                        backends.get(label),
                     )
                     runs.setdefault((label, connections), []).append(result)
         for label, _url in products:
