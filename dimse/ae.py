@@ -254,7 +254,7 @@ class DicomListener:
         )
         server.max_pdu_bytes = self.settings.dicom_max_pdu_bytes
         server.read_timeout = self.settings.dicom_network_timeout
-        # AE.shutdown() stops the servers it knows; make_server() does not register them.
+        # stop() shuts down the servers the AE knows; make_server() does not register them.
         self.ae._servers.append(server)
         self._thread = threading.Thread(target=server.serve_forever, name="dicom-listener", daemon=True)
         self._thread.start()
@@ -274,7 +274,16 @@ class DicomListener:
             )
 
     def stop(self) -> None:
-        self.ae.shutdown()
+        # Not AE.shutdown(): it sends an A-ABORT on every association, also on one we have just
+        # rejected that awaits the peer's close (state Sta13). The state machine has no transition
+        # for an A-ABORT there, so that association's DUL thread dies with InvalidEventError.
+        # Only an established association has something to abort; the others end on their own
+        # (the peer closes, or the ARTIM timer expires) in their daemon threads.
+        for assoc in self.ae.active_associations:
+            if assoc.is_established:
+                assoc.abort()
+        for server in list(self.ae._servers):
+            server.shutdown()  # also removes it from ae._servers
         self._server = None
 
     def is_alive(self) -> bool:
