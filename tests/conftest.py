@@ -106,6 +106,12 @@ def service(settings: Settings) -> Iterator[RisService]:
 
 
 @pytest.fixture
+def broken_service(settings: Settings, tmp_path: Path) -> RisService:
+    """A service whose database cannot be opened (the directory of the file does not exist)."""
+    return RisService(Database(f"sqlite:///{tmp_path / 'missing' / 'ris.db'}"), settings)
+
+
+@pytest.fixture
 def make_app(settings: Settings) -> Iterator[Callable[..., Flask]]:
     """Build the web app on this test's site (keyword arguments override settings); its database
     connections are closed when the test ends."""

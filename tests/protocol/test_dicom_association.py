@@ -9,12 +9,10 @@ import dataclasses
 import logging
 import socket
 import struct
-from pathlib import Path
 
 import pytest
 from pynetdicom.association import Association
 
-from ris.db import Database
 from ris.domain.model import Actor, AeRole, RemoteAE
 from ris.services import RisService
 from ris.settings import Settings
@@ -115,12 +113,6 @@ def test_oversize_pdu_is_aborted_and_the_listener_goes_on(settings: Settings, se
             with contextlib.suppress(ConnectionResetError):  # unread bytes make the close a reset
                 assert raw.recv(10) == b""  # then the connection is closed
         assert rejection(associate(listener.port)) is None
-
-
-@pytest.fixture
-def broken_service(settings: Settings, tmp_path: Path) -> RisService:
-    """A service whose database cannot be opened (the directory of the file does not exist)."""
-    return RisService(Database(f"sqlite:///{tmp_path / 'missing' / 'ris.db'}"), settings)
 
 
 def test_database_failure_answers_a_failure_status_never_an_empty_success(

@@ -9,7 +9,7 @@ from pathlib import Path
 import pydicom
 import pytest
 
-from ris.domain.model import Actor
+from ris.domain.model import Actor, AeRole, RemoteAE
 from ris.services import RisService
 from ris.settings import Settings
 from tests.support.dicom import dicom_listener, run_dcmtk
@@ -17,16 +17,26 @@ from tests.support.orders import local, new_order, step
 from tests.support.processes import free_port, ris_env, ris_process, stop_process, wait_until
 
 CLERK = Actor("user", "clerk")
+STUDY_UID_ROOT = "1.2.826.0.1.3680043.10.1474.77"
+SPS = "ScheduledProcedureStepSequence[0]."
 
 
 @pytest.fixture
 def port(settings: Settings, service: RisService) -> Iterator[int]:
-    for name, charset, start in (
-        ("MÜLLER^HANS", "", local(2026, 11, 23, 8)),  # Latin-1 fits: stored as ISO_IR 100
-        ("MÜLLER^ANNA", "ISO_IR 192", local(2026, 11, 23, 9)),
-        ("MUELLER^KARL", "", local(2026, 11, 24, 9)),
+    for number, (name, charset, start) in enumerate(
+        (
+            ("MÜLLER^HANS", "", local(2026, 11, 23, 8)),  # Latin-1 fits: stored as ISO_IR 100
+            ("MÜLLER^ANNA", "ISO_IR 192", local(2026, 11, 23, 9)),
+            ("MUELLER^KARL", "", local(2026, 11, 24, 9)),
+        ),
+        start=1,
     ):
-        order = new_order(patient={"name": name}, character_set=charset, steps=(step(start=start),))
+        order = new_order(
+            patient={"name": name},
+            procedure={"study_uid": f"{STUDY_UID_ROOT}.{number}"},
+            character_set=charset,
+            steps=(step(start=start),),
+        )
         service.schedule_order(order, CLERK)
     with dicom_listener(settings, service) as listener:
         yield listener.port
@@ -64,6 +74,90 @@ def test_findscu_keys_on_the_command_line(port: int, tmp_path: Path) -> None:
     )
     assert [str(ds.PatientName) for ds in found] == ["MUELLER^KARL"]
     assert found[0].AccessionNumber.startswith("A")
+
+
+@pytest.mark.parametrize(
+    ("key", "expected"),
+    [
+        ("PatientName=MUELLER^KARL", ["MUELLER^KARL"]),  # single value
+        ("PatientName=M?LLER*", ["MÜLLER^HANS", "MÜLLER^ANNA"]),  # wildcards
+        ("PatientName", ["MÜLLER^HANS", "MÜLLER^ANNA", "MUELLER^KARL"]),  # universal
+        (SPS + "ScheduledProcedureStepStartDate=20261124-", ["MUELLER^KARL"]),  # open date range
+        (SPS + "ScheduledProcedureStepStartDate=-20261123", ["MÜLLER^HANS", "MÜLLER^ANNA"]),
+        (SPS + "ScheduledProcedureStepStartTime=0830-0930", ["MÜLLER^ANNA", "MUELLER^KARL"]),  # time range
+        (f"StudyInstanceUID={STUDY_UID_ROOT}.1\\{STUDY_UID_ROOT}.3", ["MÜLLER^HANS", "MUELLER^KARL"]),  # UID list
+        (SPS + "ScheduledProtocolCodeSequence[0].CodeValue=CTTHXKM", ["MÜLLER^HANS", "MÜLLER^ANNA", "MUELLER^KARL"]),
+        (SPS + "ScheduledProtocolCodeSequence[0].CodeValue=NOPE", []),  # sequence matching
+        (SPS + "ScheduledStationAETitle=CT_RAD_0?", ["MÜLLER^HANS", "MÜLLER^ANNA", "MUELLER^KARL"]),
+    ],
+)
+def test_findscu_matching_types(port: int, tmp_path: Path, key: str, expected: list[str]) -> None:
+    found = findscu(port, tmp_path / "out", "-k", "PatientName", "-k", key)
+    assert [str(ds.PatientName) for ds in found] == expected
+
+
+def test_findscu_cancel_stops_the_responses(port: int, service: RisService, tmp_path: Path) -> None:
+    service.import_orders([new_order(patient={"name": "VIELE^ANNA"}) for _ in range(300)], CLERK)
+    found = findscu(port, tmp_path / "out", "--cancel", "1", "-v", "-k", "PatientName=VIELE*")
+    assert 1 <= len(found) < 300
+
+
+def test_findscu_result_cap_ends_with_a700(settings: Settings, service: RisService, tmp_path: Path) -> None:
+    service.import_orders([new_order(patient={"name": "VIELE^ANNA"}) for _ in range(3)], CLERK)
+    with dicom_listener(settings, service, mwl_result_cap=2) as listener:
+        done = run_dcmtk(
+            "findscu",
+            "-W",
+            "-v",
+            "-aet",
+            "CT_RAD_01",
+            "-aec",
+            "RISBROKER",
+            "-k",
+            "PatientName=VIELE*",
+            "127.0.0.1",
+            listener.port,
+        )
+    output = done.stdout + done.stderr
+    assert output.count("(Pending)") == 2, output
+    assert "Received Final Find Response (Refused: OutOfResources)" in output, output  # A700
+
+
+def test_echoscu_rejected_for_an_unknown_calling_ae_when_stations_are_registered(
+    settings: Settings, service: RisService
+) -> None:
+    service.add_remote_ae(RemoteAE("CT_RAD_01", roles=frozenset({AeRole.STATION})), CLERK)
+    service.add_remote_ae(RemoteAE("CT_ELSEWHERE", host="192.0.2.7", roles=frozenset({AeRole.STATION})), CLERK)
+    with dicom_listener(settings, service, dicom_calling_ae_policy="registered") as listener:
+        port = str(listener.port)
+        assert run_dcmtk("echoscu", "-aet", "CT_RAD_01", "-aec", "RISBROKER", "127.0.0.1", port).returncode == 0
+        unknown = run_dcmtk("echoscu", "-aet", "UNKNOWN_01", "-aec", "RISBROKER", "127.0.0.1", port)
+        wrong_host = run_dcmtk("echoscu", "-aet", "CT_ELSEWHERE", "-aec", "RISBROKER", "127.0.0.1", port)
+    for refused in (unknown, wrong_host):
+        assert refused.returncode != 0
+        assert "Calling AE Title Not Recognized" in refused.stdout + refused.stderr
+
+
+def test_findscu_gets_a_failure_status_when_the_database_fails(
+    settings: Settings, broken_service: RisService, tmp_path: Path
+) -> None:
+    with dicom_listener(settings, broken_service) as listener:
+        done = run_dcmtk(
+            "findscu",
+            "-W",
+            "-v",
+            "-aet",
+            "CT_RAD_01",
+            "-aec",
+            "RISBROKER",
+            "-k",
+            "PatientName",
+            "127.0.0.1",
+            listener.port,
+        )
+    output = done.stdout + done.stderr
+    assert "(Pending)" not in output, output
+    assert "Received Final Find Response (Failed: UnableToProcess)" in output, output  # C311
 
 
 def test_findscu_utf8_query_finds_items_of_both_character_sets(port: int, tmp_path: Path) -> None:

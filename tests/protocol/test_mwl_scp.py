@@ -8,11 +8,12 @@ from collections.abc import Iterator
 import pytest
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
+from pynetdicom.sop_class import ModalityWorklistInformationFind  # type: ignore[attr-defined]
 
 from ris.domain.model import Actor, AeRole, CodedEntry, OrderKey, RemoteAE
 from ris.services import RisService
 from ris.settings import Settings
-from tests.support.dicom import FindResult, dicom_listener, element, find, scu, worklist_query
+from tests.support.dicom import OUR_AE, FindResult, dicom_listener, element, find, scu, worklist_query
 from tests.support.orders import local, new_order, step
 
 CLERK = Actor("user", "clerk")
@@ -175,6 +176,7 @@ def test_date_time_ranges(port: int, items: dict[str, str]) -> None:
     time = "ScheduledProcedureStepStartTime"
     assert accessions(find(port, worklist_query(sps={time: "0800-0900"}))) == names(items, "mueller", "greek")
     assert accessions(find(port, worklist_query(sps={time: "1800-"}))) == names(items, "mueller_utf8")
+    assert accessions(find(port, worklist_query(sps={time: "-0830"}))) == names(items, "mueller")
     # Without combined matching, date and time match apart: 09:00-19:00 on each day.
     assert dates("20261123-20261125", ScheduledProcedureStepStartTime="0900-1900") == names(
         items, "mr", "greek", "mueller_utf8"
@@ -190,6 +192,22 @@ def test_combined_date_time_matching_when_negotiated(port: int, items: dict[str,
     # Apart: times between 12:00 and 10:00 on any day - none.
     assert accessions(find(port, query, date_time_matching=False)) == []
     assert accessions(find(port, query)) == []
+
+
+@pytest.mark.parametrize("charset", ["ISO_IR 100", "ISO_IR 192"])
+def test_a_query_in_either_character_set_finds_items_of_both(port: int, items: dict[str, str], charset: str) -> None:
+    result = find(port, worklist_query(charset=charset, PatientName="MÜLLER*"))
+    assert accessions(result) == names(items, "mueller", "mueller_utf8")
+    # Each response in its item's own character set, decoded back to the same names.
+    assert [ds.SpecificCharacterSet for ds in result.identifiers] == ["ISO_IR 100", "ISO_IR 192"]
+    assert result.values("PatientName") == ["MÜLLER^HANS", "MÜLLER^ANNA"]
+
+
+def test_a_name_latin1_cannot_hold_comes_back_in_utf8(port: int, items: dict[str, str]) -> None:
+    result = find(port, worklist_query(charset="ISO_IR 192", PatientName="ΠΑΠΑΔΟΠΟΥΛΟΣ*"))
+    assert accessions(result) == names(items, "greek")
+    assert result.identifiers[0].SpecificCharacterSet == "ISO_IR 192"
+    assert result.values("PatientName") == ["ΠΑΠΑΔΟΠΟΥΛΟΣ^ΝΙΚΟΣ"]
 
 
 def test_list_of_uids(port: int, items: dict[str, str]) -> None:
@@ -298,6 +316,30 @@ def test_result_cap_ends_with_a700(settings: Settings, service: RisService, item
     assert result.statuses == [0xFF00, 0xFF00, 0xA700]
     assert result.final is not None
     assert "more than 2" in result.final.ErrorComment
+
+
+def test_c_cancel_stops_the_responses_with_fe00(settings: Settings, service: RisService) -> None:
+    many = 300  # far more responses than are sent before the C-CANCEL arrives
+    service.import_orders([new_order(patient={"name": "VIELE^ANNA"}) for _ in range(many)], CLERK)
+    with dicom_listener(settings, service) as listener:
+        assoc = scu().associate("127.0.0.1", listener.port, ae_title=OUR_AE)
+        assert assoc.is_established
+        statuses = []
+        try:
+            for status, _identifier in assoc.send_c_find(
+                worklist_query(PatientName="VIELE*"), ModalityWorklistInformationFind, msg_id=7
+            ):
+                statuses.append(int(status.Status))
+                if len(statuses) == 1:
+                    assoc.send_c_cancel(7, query_model=ModalityWorklistInformationFind)
+            # The association goes on: the next query is answered in full.
+            again = list(assoc.send_c_find(worklist_query(PatientName="NOBODY"), ModalityWorklistInformationFind))
+            assert [int(status.Status) for status, _ in again] == [0x0000]
+        finally:
+            assoc.release()
+    assert statuses[-1] == 0xFE00
+    assert set(statuses[:-1]) == {0xFF00}
+    assert 1 <= len(statuses) - 1 < many
 
 
 def test_station_with_own_items_only_sees_its_items(service: RisService, port: int, items: dict[str, str]) -> None:
