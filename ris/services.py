@@ -17,7 +17,7 @@ import threading
 from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import Any, TypeGuard, TypeVar
 
-from sqlalchemy import CursorResult, Insert, Row, delete, func, insert, literal_column, select
+from sqlalchemy import CursorResult, Insert, Row, delete, func, insert, literal_column, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import ReturningInsert
 from werkzeug.security import check_password_hash, generate_password_hash
@@ -111,6 +111,9 @@ log = logging.getLogger(__name__)
 
 ANALYZE_AFTER_IMPORT = 1000
 """Imports of at least this many orders refresh the database's planner statistics at once."""
+
+TOKEN_USE_RESOLUTION = dt.timedelta(minutes=1)
+"""How precisely an API token's last use is recorded."""
 
 CONFLICT_RETRIES = 3
 """How often a received message is tried again when a concurrent transaction took a key it needed."""
@@ -1366,17 +1369,23 @@ class RisService:
         """The active user ``token`` belongs to (and the token's last use is noted), else None."""
         if not token:
             return None
-        with self.db.transaction() as session:
+        with self.db.reading() as session:
             found = session.execute(
-                select(ApiToken, User)
+                select(ApiToken.id, ApiToken.last_used_at, User)
                 .join(User, User.id == ApiToken.user_fk)
                 .where(ApiToken.token_hash == token_hash(token), User.active.is_(True))
             ).one_or_none()
             if found is None:
                 return None
-            row, user = found
-            row.last_used_at = self.clock()
-            return _user_view(user)
+            token_id, last_used_at, user = found
+            view = _user_view(user)
+        now = self.clock()
+        # Noted at most once per TOKEN_USE_RESOLUTION: a write per request would make every API
+        # read wait for the database's writer (one at a time on SQLite).
+        if last_used_at is None or now - last_used_at >= TOKEN_USE_RESOLUTION:
+            with self.db.transaction() as session:
+                session.execute(update(ApiToken).where(ApiToken.id == token_id).values(last_used_at=now))
+        return view
 
     def list_api_tokens(self, username: str | None = None) -> list[ApiTokenView]:
         query = select(ApiToken, User.username).join(User, User.id == ApiToken.user_fk).order_by(ApiToken.id)

@@ -4,7 +4,6 @@ retry, and delivery order within an ordering key."""
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 from collections.abc import Iterator
 
 import pytest
@@ -16,20 +15,9 @@ from ris.domain.model import Actor
 from ris.domain.outbox import NewTask, TaskKind, TaskState
 from ris.services import RisService
 from ris.settings import Settings
+from tests.support.clock import Clock
 
-T0 = dt.datetime(2026, 11, 23, 8, 0, tzinfo=dt.UTC)
 ANNA = Actor("user", "anna")
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> dt.datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += dt.timedelta(seconds=seconds)
 
 
 @pytest.fixture

@@ -14,12 +14,15 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
+from ris.db import Database
 from ris.db.models import ApiToken, AuditEvent, Order
 from ris.domain.errors import InvalidTransition
 from ris.domain.status import StepStatus
 from ris.domain.users import Role
 from ris.services import RisService
+from ris.settings import Settings
 from ris.web.openapi import DOCUMENT
+from tests.support.clock import Clock
 from tests.support.orders import local, new_order, step
 from tests.support.processes import run_ris
 from tests.support.users import ADMIN, api_token, bearer
@@ -365,3 +368,19 @@ def test_worklist_items_bad_parameters_are_400(api: Api, query: str, field: str)
     response = api.get(f"/api/worklist-items?{query}")
     assert response.status_code == 400
     assert field in response.get_json()["fields"]
+
+
+def test_a_token_in_steady_use_is_noted_once_a_minute(settings: Settings, token: str) -> None:
+    clock = Clock()
+    service = RisService(Database(settings.database_url), settings, clock=clock)
+    try:
+        assert service.authenticate_token(token) is not None
+        [first] = service.list_api_tokens("desk-api")
+        clock.advance(59)
+        assert service.authenticate_token(token) is not None
+        assert service.list_api_tokens("desk-api")[0].last_used_at == first.last_used_at
+        clock.advance(1)
+        assert service.authenticate_token(token) is not None
+        assert service.list_api_tokens("desk-api")[0].last_used_at == clock.now
+    finally:
+        service.db.dispose()
