@@ -28,11 +28,12 @@ from zoneinfo import ZoneInfo
 
 from pydicom import config as pydicom_config
 from pydicom.datadict import dictionary_VR, tag_for_keyword
-from pydicom.dataelem import DataElement
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 from pydicom.tag import BaseTag, Tag
+from pydicom.valuerep import PersonName
 
 from dimse import ranges
 from ris.domain.errors import FieldProblem, ValidationFailed
@@ -52,12 +53,17 @@ from ris.domain.worklist import (
 )
 
 SPECIFIC_CHARACTER_SET = 0x00080005
+SPECIFIC_CHARACTER_SET_TAG = Tag(SPECIFIC_CHARACTER_SET)
 # Sequence matching below this depth is refused: no worklist attribute is nested deeper, and a
 # bound keeps hostile identifiers from exhausting the stack.
 MAX_SEQUENCE_DEPTH = 4
 # Leading spaces are insignificant in these VRs (PS3.5 6.2); trailing ones are padding everywhere.
 _TRIMMED_VRS = frozenset({"AE", "CS", "DA", "DT", "TM", "UI", "IS", "DS"})
 _RANGE_VRS = frozenset({"DA", "TM", "DT"})
+# The elements of a response dataset (pydicom's own mapping type; it also holds raw elements).
+_Elements = dict[BaseTag, DataElement | RawDataElement]
+# VRs whose value pydicom writes from the text itself (multi-valued ones joined with backslashes).
+_TEXT_VRS = frozenset({"AE", "AS", "CS", "DA", "DT", "LO", "LT", "SH", "ST", "TM", "UC", "UI", "UR", "UT"})
 
 
 @dataclass(frozen=True)
@@ -214,28 +220,30 @@ def _matcher(vr: str, text: str, zone: ZoneInfo) -> Matcher:
 def response_identifier(item: Item, keys: Iterable[ReturnKey]) -> Dataset:
     """The C-FIND response for ``item``: its Specific Character Set and exactly ``keys``, the
     ones the item does not have empty."""
-    dataset = Dataset()
+    elements: _Elements = {}
     character_set = item.get("SpecificCharacterSet", "")
     if character_set:
-        dataset.add(_element(SPECIFIC_CHARACTER_SET, "CS", character_set))
-    _fill(dataset, item, keys)
-    return dataset
+        elements[SPECIFIC_CHARACTER_SET_TAG] = _element(SPECIFIC_CHARACTER_SET_TAG, "CS", character_set)
+    _fill(elements, item, keys)
+    # A Dataset over a ready dict of elements: Dataset.add() checks each element on its way in,
+    # which a response of fresh, well-formed elements does not need (one per match and key).
+    return Dataset(elements)
 
 
-def _fill(dataset: Dataset, source: Item, keys: Iterable[ReturnKey]) -> None:
+def _fill(elements: _Elements, source: Item, keys: Iterable[ReturnKey]) -> None:
     for key in keys:
         value = source.get(key.keyword) if key.keyword else None
         if key.vr == "SQ":
             items = value if isinstance(value, list) else []
-            dataset.add(DataElement(key.tag, "SQ", Sequence([_sequence_item(i, key.items) for i in items])))
+            elements[key.tag] = DataElement(key.tag, "SQ", Sequence([_sequence_item(i, key.items) for i in items]))
         else:
-            dataset.add(_element(key.tag, key.vr, value if isinstance(value, str) else None))
+            elements[key.tag] = _element(key.tag, key.vr, value if isinstance(value, str) else None)
 
 
 def _sequence_item(source: Item, keys: tuple[ReturnKey, ...] | None) -> Dataset:
-    item = Dataset()
-    _fill(item, source, keys if keys is not None else _every_key(tuple(source)))
-    return item
+    elements: _Elements = {}
+    _fill(elements, source, keys if keys is not None else _every_key(tuple(source)))
+    return Dataset(elements)
 
 
 def _every_key(keywords: tuple[str, ...]) -> tuple[ReturnKey, ...]:
@@ -248,7 +256,12 @@ def _key_for(keyword: str) -> ReturnKey | None:
     return None if tag is None else ReturnKey(Tag(tag), keyword, dictionary_VR(tag))
 
 
-def _element(tag: int, vr: str, value: str | None) -> DataElement:
-    # Stored values were validated when they were stored; checking them again per response
-    # would only cost time.
+def _element(tag: BaseTag, vr: str, value: str | None) -> DataElement:
+    # Stored values were validated when they were stored: they go in as they are, without
+    # pydicom's conversion (splitting at backslashes, parsing) and checks, which would only cost
+    # time per response. Text VRs are written from a str as is; a person name needs its object.
+    if value and vr in _TEXT_VRS:
+        return DataElement(tag, vr, value, already_converted=True)
+    if value and vr == "PN":
+        return DataElement(tag, vr, PersonName(value), already_converted=True)
     return DataElement(tag, vr, value or None, validation_mode=pydicom_config.IGNORE)
