@@ -87,8 +87,9 @@ def wait_listening(port: int, process: subprocess.Popen[bytes], timeout: float =
 
 
 @contextmanager
-def running(command: list[str], port: int, log: Path, env: dict[str, str]) -> Iterator[int]:
-    """Run a listener until the block ends (stopped with SIGTERM, by PID); yields its PID."""
+def running(command: list[str], port: int, log: Path, env: dict[str, str] | None = None) -> Iterator[int]:
+    """Run a listener (``env`` None: this process's environment) until the block ends (stopped with
+    SIGTERM, by PID); yields its PID."""
     with log.open("ab") as out:
         process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
         try:

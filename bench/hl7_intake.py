@@ -21,78 +21,21 @@ import json
 import os
 import platform
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
-import time
-import uuid
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
+
+from benchlib import HARNESS, free_port, postgres_database, running
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "RESULTS.md"
 SECTION = "## HL7 intake"
 CONNECTIONS = (1, 4)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def wait_listening(port: int, process: subprocess.Popen[bytes], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"listener on port {port} exited with status {process.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit(f"nothing listens on port {port} after {timeout}s")
-
-
-@contextmanager
-def running(command: list[str], port: int, log: Path, env: dict[str, str] | None = None) -> Iterator[int]:
-    """Run a listener until the block ends; yields its PID."""
-    with log.open("ab") as out:
-        process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
-        try:
-            wait_listening(port, process)
-            yield process.pid
-        finally:
-            process.terminate()
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-
-
-@contextmanager
-def postgres_database(admin_url: str) -> Iterator[str]:
-    """A fresh, empty database on the server of ``admin_url``; dropped afterwards."""
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-
-    name = f"ris_bench_hl7_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def product_command(workdir: Path, label: str, database_url: str, port: int) -> tuple[list[str], dict[str, str]]:
@@ -365,7 +308,7 @@ def write_section(body: list[str], command: str) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--harness", type=Path, default=ROOT.parent / "shared" / "bench")
+    parser.add_argument("--harness", type=Path, default=HARNESS)
     parser.add_argument("--n", type=int, default=2000)
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--rss-n", type=int, default=10_000)
@@ -387,7 +330,8 @@ def main() -> int:
         products = [("product-sqlite", "")]
         backends: dict[str, PostgresBackends] = {}
         if not args.no_postgres:
-            products.append(("product-postgresql", stack.enter_context(postgres_database(args.postgres_url))))
+            database = stack.enter_context(postgres_database(args.postgres_url, "ris_bench_hl7"))
+            products.append(("product-postgresql", database))
             backends["product-postgresql"] = PostgresBackends(products[-1][1])
         for label, url in products:
             port = free_port()
