@@ -131,6 +131,20 @@ class StepView:
     location: str
     version: int
 
+    def data(self) -> StepData:
+        """What was scheduled, as a command would give it (for an edit that changes part of it)."""
+        return StepData(
+            modality=self.modality,
+            start=self.start,
+            station_ae=self.station_ae,
+            station_name=self.station_name,
+            sps_id=self.sps_id,
+            description=self.description,
+            protocol=self.protocol,
+            performing_physician=self.performing_physician,
+            location=self.location,
+        )
+
 
 @dataclass(frozen=True)
 class ProcedureView:

@@ -16,7 +16,7 @@ from wtforms import DateField, DateTimeLocalField, HiddenField, SelectChoice, Se
 from wtforms.validators import InputRequired, Optional
 
 from ris.domain.errors import AlreadyExists, ConcurrentUpdate, InvalidTransition, ValidationFailed
-from ris.domain.model import NewOrder, OrderData, OrderView, PatientData, ProcedureData, StepData, StepView
+from ris.domain.model import NewOrder, OrderData, OrderView, PatientData, ProcedureData, StepData
 from ris.domain.status import StepStatus
 from ris.domain.values import MODALITIES, PRIORITIES, SEXES
 from ris.web.auth import current_actor
@@ -103,7 +103,7 @@ def _command(form: OrderForm, current: OrderView | None) -> NewOrder:
     }
     if current:
         procedure = current.procedures[0]
-        step = dataclasses.replace(_step_data(procedure.steps[0]), **step_values)
+        step = dataclasses.replace(procedure.steps[0].data(), **step_values)
         procedures = (
             ProcedureData(
                 steps=(step,),
@@ -116,20 +116,6 @@ def _command(form: OrderForm, current: OrderView | None) -> NewOrder:
     else:
         procedures = (ProcedureData(steps=(StepData(**step_values),), description=step_values["description"]),)
     return NewOrder(patient=patient, order=order, procedures=procedures)
-
-
-def _step_data(step: StepView) -> StepData:
-    return StepData(
-        modality=step.modality,
-        start=step.start,
-        station_ae=step.station_ae,
-        station_name=step.station_name,
-        sps_id=step.sps_id,
-        description=step.description,
-        protocol=step.protocol,
-        performing_physician=step.performing_physician,
-        location=step.location,
-    )
 
 
 def _form_data(order: OrderView) -> dict[str, Any]:
