@@ -34,6 +34,8 @@ from ris.settings import Settings
 log = logging.getLogger(__name__)
 
 SUCCESS, PENDING, PENDING_WITH_UNSUPPORTED_KEYS, CANCELLED = 0x0000, 0xFF00, 0xFF01, 0xFE00
+OUTGOING_QUEUE_LIMIT = 32
+OUTGOING_POLL_SECONDS = 0.0001
 
 FindResponse = tuple[int | Dataset, Dataset | None]
 
@@ -110,6 +112,7 @@ class ModalityWorklistService(DicomService):
         pending = PENDING_WITH_UNSUPPORTED_KEYS if parsed.unsupported_keys else PENDING
         sent = 0
         for item in result.items:
+            _wait_until_sent(event)
             if event.is_cancelled:
                 log.info("worklist query cancelled calling_ae=%s sent=%d", calling_ae, sent)
                 yield CANCELLED, None
@@ -142,3 +145,16 @@ def _keys_of(problems: list[FieldProblem]) -> str:
 def _comment_of(problems: list[FieldProblem]) -> str:
     """For the scanner: each key by its own keyword (the path would fill the 64 characters)."""
     return "; ".join(f"{problem.field.rsplit('.', 1)[-1]} {problem.message}" for problem in problems)
+
+
+def _wait_until_sent(event: evt.Event) -> None:
+    """Once OUTGOING_QUEUE_LIMIT responses wait to be sent, hold the next one until pynetdicom has
+    sent them. Its reactor reads the socket, and so a C-CANCEL, only when nothing waits to be sent:
+    a handler that yields faster than the network takes would queue every response before a cancel
+    could be read (and hold them all in memory). Waiting at every response would cost a thread
+    hand-over each; waiting per batch lets a cancel in within a batch."""
+    outgoing = event.assoc.dul.to_provider_queue
+    if outgoing.qsize() < OUTGOING_QUEUE_LIMIT:
+        return
+    while not outgoing.empty() and event.assoc.is_established:
+        time.sleep(OUTGOING_POLL_SECONDS)
