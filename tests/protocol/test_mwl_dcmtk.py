@@ -52,6 +52,12 @@ def findscu(port: int, out: Path, *args: str | Path) -> list[pydicom.Dataset]:
     return [pydicom.dcmread(path) for path in sorted(out.glob("rsp*.dcm"))]
 
 
+def findscu_log(port: int, *keys: str) -> str:
+    """Run findscu -W -v with ``keys`` and return what it printed (one line per response status)."""
+    done = run_dcmtk("findscu", "-W", "-v", "-aet", "CT_RAD_01", "-aec", "RISBROKER", *keys, "127.0.0.1", str(port))
+    return done.stdout + done.stderr
+
+
 def test_echoscu(port: int) -> None:
     assert run_dcmtk("echoscu", "-aet", "CT_RAD_01", "-aec", "RISBROKER", "127.0.0.1", str(port)).returncode == 0
     refused = run_dcmtk("echoscu", "-aet", "CT_RAD_01", "-aec", "NOT_US", "127.0.0.1", str(port))
@@ -109,20 +115,7 @@ def test_findscu_cancel_stops_the_responses(settings: Settings, service: RisServ
 def test_findscu_result_cap_ends_with_a700(settings: Settings, service: RisService, tmp_path: Path) -> None:
     service.import_orders([new_order(patient={"name": "VIELE^ANNA"}) for _ in range(3)], CLERK)
     with dicom_listener(settings, service, mwl_result_cap=2) as listener:
-        done = run_dcmtk(
-            "findscu",
-            "-W",
-            "-v",
-            "-aet",
-            "CT_RAD_01",
-            "-aec",
-            "RISBROKER",
-            "-k",
-            "PatientName=VIELE*",
-            "127.0.0.1",
-            listener.port,
-        )
-    output = done.stdout + done.stderr
+        output = findscu_log(listener.port, "-k", "PatientName=VIELE*")
     assert output.count("(Pending)") == 2, output
     assert "Received Final Find Response (Refused: OutOfResources)" in output, output  # A700
 
@@ -146,20 +139,7 @@ def test_findscu_gets_a_failure_status_when_the_database_fails(
     settings: Settings, broken_service: RisService, tmp_path: Path
 ) -> None:
     with dicom_listener(settings, broken_service) as listener:
-        done = run_dcmtk(
-            "findscu",
-            "-W",
-            "-v",
-            "-aet",
-            "CT_RAD_01",
-            "-aec",
-            "RISBROKER",
-            "-k",
-            "PatientName",
-            "127.0.0.1",
-            listener.port,
-        )
-    output = done.stdout + done.stderr
+        output = findscu_log(listener.port, "-k", "PatientName")
     assert "(Pending)" not in output, output
     assert "Received Final Find Response (Failed: UnableToProcess)" in output, output  # C311
 
