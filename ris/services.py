@@ -165,25 +165,26 @@ class RisService:
             return repo.order_view(repo.get_order(session, order_id))
 
     def _schedule_order(self, session: Session, command: NewOrder, actor: Actor, *, check_keys: bool = True) -> int:
-        """Store a validated new order; returns its id (see `_schedule_orders`)."""
-        (order_id,) = self._schedule_orders(session, (command,), (actor,), check_keys=check_keys)
-        return order_id
-
-    def _schedule_orders(
-        self, session: Session, commands: Sequence[NewOrder], actors: Sequence[Actor], *, check_keys: bool = True
-    ) -> list[int]:
-        """Store validated new orders, each on behalf of its actor; returns their ids in order.
-        They go in with the bulk inserts of `import_orders`, not through the ORM: the HL7 intake
-        runs this for every new order (for several at once under load, see `receive_message`).
+        """Store a validated new order; returns its id (see `_schedule_orders`).
 
         Without ``check_keys`` a taken accession number or study UID is found by the database's
         unique keys when the transaction ends (one statement less, AlreadyExists without details)."""
-        if not commands:
-            return []
         if check_keys:
-            for command in commands:
-                self._check_keys_free(session, command.order.accession_number, command.procedures)
-        order_ids = self._insert_orders(session, commands, actors)
+            self._check_keys_free(session, command.order.accession_number, command.procedures)
+        prepared = self._prepare_orders(session, (command,))
+        with self.db.sent_together(session):
+            (order_id,) = self._schedule_orders(session, (command,), (actor,), prepared)
+        return order_id
+
+    def _schedule_orders(
+        self, session: Session, commands: Sequence[NewOrder], actors: Sequence[Actor], prepared: _PreparedOrders
+    ) -> list[int]:
+        """Store validated new orders, each on behalf of its actor, with their new patients; returns
+        their ids in order. Only inserts (see `_prepare_orders`): they go in with the bulk inserts of
+        `import_orders`, not through the ORM, and may be sent together. The HL7 intake runs this for
+        every new order (for several at once under load, see `receive_message`)."""
+        self._insert_new_patients(session, prepared)
+        order_ids = self._insert_orders(session, commands, actors, prepared)
         steps = [sum(len(procedure.steps) for procedure in command.procedures) for command in commands]
         session.connection().execute(
             _insert_statement(AuditEvent),
@@ -560,18 +561,19 @@ class RisService:
         in one transaction; None for each when it failed (nothing of the group was stored)."""
         try:
             with self.db.transaction() as session:
-                commands = [command for received in group for command in received.commands]
+                orders = [command.order for received in group for command in received.commands]
                 actors = [received.actor for received in group for _command in received.commands]
-                order_ids = iter(
-                    self._schedule_orders(session, [command.order for command in commands], actors, check_keys=False)
-                )
-                entries = []
-                for received in group:
-                    ids = tuple(next(order_ids) for _command in received.commands)
-                    items = sum(len(p.steps) for command in received.commands for p in command.order.procedures)
-                    reply = received.answer(Applied(ids, items))
-                    entries.append((received.message, reply, ids[0] if ids else None))
-                journal_ids = self._journal_many(session, entries)
+                prepared = self._prepare_orders(session, orders, also={Hl7Message: len(group)})
+                with self.db.sent_together(session):
+                    order_ids = iter(self._schedule_orders(session, orders, actors, prepared))
+                    entries = []
+                    for received in group:
+                        ids = tuple(next(order_ids) for _command in received.commands)
+                        items = sum(len(p.steps) for command in received.commands for p in command.order.procedures)
+                        reply = received.answer(Applied(ids, items))
+                        entries.append((received.message, reply, ids[0] if ids else None))
+                    journal_ids = prepared.ids.take(Hl7Message, len(entries))
+                    self._journal_many(session, entries, journal_ids)
         except DomainError as error:
             log.info("%d messages could not be stored together (%s): each is received alone", len(group), error)
             return [None] * len(group)
@@ -679,32 +681,17 @@ class RisService:
 
     def _journal(self, session: Session, message: InboundMessage, reply: Reply, order_id: int | None) -> int:
         """Journal ``message`` with its reply; returns the journal row's id."""
-        (journal_id,) = self._journal_many(session, [(message, reply, order_id)])
+        row = _journal_row(message, reply, order_id, self.clock())
+        journal_id: int = session.connection().execute(_insert_returning_id(Hl7Message), row).scalar_one()
         return journal_id
 
-    def _journal_many(self, session: Session, entries: Sequence[tuple[InboundMessage, Reply, int | None]]) -> list[int]:
-        """Journal messages with their replies and first orders; returns the rows' ids in order."""
+    def _journal_many(
+        self, session: Session, entries: Sequence[tuple[InboundMessage, Reply, int | None]], ids: Sequence[int]
+    ) -> None:
+        """Journal messages with their replies and first orders, as the rows with (reserved) ``ids``."""
         received_at = self.clock()
-        return _insert_returning_ids(
-            session,
-            Hl7Message,
-            [
-                {
-                    "received_at": received_at,
-                    "peer": message.peer,
-                    "sending_application": message.sending_application,
-                    "sending_facility": message.sending_facility,
-                    "control_id": message.control_id,
-                    "message_type": message.message_type,
-                    "raw": message.raw,
-                    "ack_code": reply.code,
-                    "ack": reply.body,
-                    "error": reply.error,
-                    "order_fk": order_id,
-                }
-                for message, reply, order_id in entries
-            ],
-        )
+        rows = [_journal_row(message, reply, order_id, received_at) for message, reply, order_id in entries]
+        _insert_with_ids(session, Hl7Message, ids, rows)
 
     def message_journal(
         self, *, limit: int = 20, failures_only: bool = False, control_id: str = ""
@@ -786,10 +773,11 @@ class RisService:
         work that would make 100k items take minutes."""
         with self.db.transaction() as session:
             self._check_import_conflicts(session, commands)
-            patient_ids = self._import_patients(session, commands)
+            prepared = self._prepare_orders(session, commands)
+            self._insert_new_patients(session, prepared)
             for start in range(0, len(commands), IMPORT_BATCH):
                 batch = commands[start : start + IMPORT_BATCH]
-                self._insert_orders(session, batch, [actor] * len(batch), patient_ids)
+                self._insert_orders(session, batch, [actor] * len(batch), prepared)
             self._audit(session, actor, "orders.imported", None, orders=len(commands))
         log.info("orders imported count=%d by=%s", len(commands), actor)
         if len(commands) >= ANALYZE_AFTER_IMPORT:
@@ -799,21 +787,18 @@ class RisService:
         return len(commands)
 
     def _insert_orders(
-        self,
-        session: Session,
-        commands: Sequence[NewOrder],
-        actors: Sequence[Actor],
-        patient_ids: dict[tuple[str, str], int] | None = None,
+        self, session: Session, commands: Sequence[NewOrder], actors: Sequence[Actor], prepared: _PreparedOrders
     ) -> list[int]:
         """Insert validated new orders whose keys are free, each with its actor as source, in bulk (a
-        handful of statements for any number of orders); returns their ids in order. Known patients
-        get the newest demographics (unless ``patient_ids`` says the patients are stored already)."""
-        if patient_ids is None:
-            patient_ids = self._import_patients(session, commands)
+        handful of statements for any number of orders), with ids ``prepared`` for them; returns
+        their ids in order. Their patients must be stored."""
+        patient_ids = prepared.patient_ids
         character_sets = [c.character_set or choose_character_set(order_texts(c)) for c in commands]
-        order_ids = _insert_returning_ids(
+        order_ids = prepared.ids.take(Order, len(commands))
+        _insert_with_ids(
             session,
             Order,
+            order_ids,
             [
                 {
                     **vars(c.order),
@@ -829,9 +814,11 @@ class RisService:
             for order_id, c, character_set in zip(order_ids, commands, character_sets, strict=True)
             for p in c.procedures
         ]
-        procedure_ids = _insert_returning_ids(
+        procedure_ids = prepared.ids.take(RequestedProcedure, len(procedures))
+        _insert_with_ids(
             session,
             RequestedProcedure,
+            procedure_ids,
             [{"order_fk": order_id, **_procedure_columns(p)} for order_id, _c, _cs, p in procedures],
         )
         session.connection().execute(
@@ -874,23 +861,39 @@ class RisService:
         if problems:
             raise ValidationFailed([FieldProblem(f"[{i}]", message) for i, message in sorted(problems)])
 
-    def _import_patients(self, session: Session, commands: Sequence[NewOrder]) -> dict[tuple[str, str], int]:
+    def _prepare_orders(
+        self, session: Session, commands: Sequence[NewOrder], *, also: dict[type[Base], int] | None = None
+    ) -> _PreparedOrders:
+        """The reading half of storing new orders: their stored patients get the newest
+        demographics (with their open items), and ids are reserved for the new patients, the
+        orders and their procedures (and ``also`` for other tables), so that what remains is
+        inserts only (`_schedule_orders`, `_insert_orders`)."""
         latest: dict[tuple[str, str], PatientData] = {}
         for command in commands:  # the last row about a patient has the newest demographics
             latest[(command.patient.patient_id, command.patient.issuer)] = command.patient
-        ids: dict[tuple[str, str], int] = {}
+        patient_ids: dict[tuple[str, str], int] = {}
         for stored in repo.patients_by_id(session, {key[0] for key in latest}):
             key = (stored.patient_id, stored.issuer)
             if key not in latest:
                 continue
-            ids[key] = stored.id
+            patient_ids[key] = stored.id
             data = latest[key]
             if (stored.name, stored.birth_date, stored.sex) != (data.name, data.birth_date, data.sex):
                 self._apply_patient(session, repo.get_patient(session, stored.id), data)
-        new = [data for key, data in latest.items() if key not in ids]
-        new_ids = _insert_returning_ids(session, Patient, [vars(p) for p in new])
-        ids.update({(p.patient_id, p.issuer): i for p, i in zip(new, new_ids, strict=True)})
-        return ids
+        new_patients = [data for key, data in latest.items() if key not in patient_ids]
+        counts = {
+            Patient: len(new_patients),
+            Order: len(commands),
+            RequestedProcedure: sum(len(command.procedures) for command in commands),
+        }
+        ids = repo.reserve_ids(session, counts | (also or {}))
+        return _PreparedOrders(patient_ids, new_patients, ids)
+
+    def _insert_new_patients(self, session: Session, prepared: _PreparedOrders) -> None:
+        new = prepared.new_patients
+        new_ids = prepared.ids.take(Patient, len(new))
+        _insert_with_ids(session, Patient, new_ids, [vars(p) for p in new])
+        prepared.patient_ids.update({(p.patient_id, p.issuer): i for p, i in zip(new, new_ids, strict=True)})
 
     def _step_row(
         self,
@@ -1597,23 +1600,12 @@ def _check_version(actual: int, expected: int | None, what: str) -> None:
         raise ConcurrentUpdate(f"{what} was changed by someone else (version {actual}, yours {expected}); reload it")
 
 
-def _insert_returning_ids(session: Session, model: type[Base], rows: list[dict[str, Any]]) -> list[int]:
-    """Insert ``rows`` in bulk and return their new ids in the same order."""
-    if not rows:
-        return []
-    connection = session.connection()
-    if len(rows) == 1:
-        return [connection.execute(_insert_returning_id(model), rows[0]).scalar_one()]
-    if connection.dialect.name != "sqlite":
-        return list(connection.execute(_insert_returning_id(model), rows).scalars())
-    # SQLite cannot keep RETURNING rows in parameter order without a sentinel column, so SQLAlchemy
-    # would insert row by row. A SQLite write transaction holds the database's only write lock:
-    # the ids after the current maximum are ours to hand out.
-    table = Base.metadata.tables[model.__tablename__]
-    first = (connection.execute(select(func.max(table.c.id))).scalar() or 0) + 1
-    ids = list(range(first, first + len(rows)))
-    connection.execute(_insert_statement(model), [row | {"id": new_id} for row, new_id in zip(rows, ids, strict=True)])
-    return ids
+def _insert_with_ids(session: Session, model: type[Base], ids: Sequence[int], rows: Sequence[dict[str, Any]]) -> None:
+    """Insert ``rows`` in bulk as the rows with (reserved) ``ids``."""
+    if rows:
+        session.connection().execute(
+            _insert_statement(model), [row | {"id": new_id} for row, new_id in zip(rows, ids, strict=True)]
+        )
 
 
 def _worklist_result(query: WorklistQuery, rows: Sequence[Row[Any]]) -> WorklistResult:
@@ -1625,13 +1617,33 @@ def _worklist_result(query: WorklistQuery, rows: Sequence[Row[Any]]) -> Worklist
 # Statements built once: building and keying a statement costs more than running it on SQLite.
 @functools.cache
 def _insert_statement(model: type[Base]) -> Insert:
-    return insert(Base.metadata.tables[model.__tablename__])
+    # inline: the new row's primary key is not fetched (RETURNING), so the insert may be sent
+    # together with others (Database.sent_together)
+    return insert(Base.metadata.tables[model.__tablename__]).inline()
 
 
 @functools.cache
 def _insert_returning_id(model: type[Base]) -> ReturningInsert[Any]:
     table = Base.metadata.tables[model.__tablename__]
-    return insert(table).returning(table.c.id, sort_by_parameter_order=True)
+    return insert(table).returning(table.c.id)
+
+
+def _journal_row(
+    message: InboundMessage, reply: Reply, order_id: int | None, received_at: dt.datetime
+) -> dict[str, Any]:
+    return {
+        "received_at": received_at,
+        "peer": message.peer,
+        "sending_application": message.sending_application,
+        "sending_facility": message.sending_facility,
+        "control_id": message.control_id,
+        "message_type": message.message_type,
+        "raw": message.raw,
+        "ack_code": reply.code,
+        "ack": reply.body,
+        "error": reply.error,
+        "order_fk": order_id,
+    }
 
 
 def _raise_problems(problems: list[FieldProblem]) -> None:
@@ -1698,6 +1710,15 @@ _UNKNOWN_USER_HASH = generate_password_hash("no such user")
 
 def _new_orders_only(commands: Sequence[OrderCommand]) -> TypeGuard[Sequence[ScheduleOrder]]:
     return all(isinstance(command, ScheduleOrder) for command in commands)
+
+
+@dataclasses.dataclass(frozen=True)
+class _PreparedOrders:
+    """New orders ready to be inserted (see `RisService._prepare_orders`)."""
+
+    patient_ids: dict[tuple[str, str], int]  # (patient id, issuer) -> row id; new patients once inserted
+    new_patients: list[PatientData]
+    ids: repo.ReservedIds
 
 
 @dataclasses.dataclass(frozen=True)

@@ -11,16 +11,22 @@ from __future__ import annotations
 
 import functools
 import json
+import time
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, exc
 from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.pool import ConnectionPoolEntry
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 # Page cache per connection (allocated as used): the worklist indexes of 100k items outgrow
 # the 2 MiB default, and random index inserts then thrash the disk.
 SQLITE_CACHE_KIB = 64 * 1024
 _WRITE_OPTION = "ris_write"
+PING_AFTER_IDLE_SECONDS = 1.0
+"""A pooled server connection unused for longer is checked before it is handed out (one round
+trip), so that after a database restart no request fails on a connection the server dropped. One
+used a moment ago is not: under load, a check per transaction would cost one round trip each."""
 
 _json_serializer = functools.partial(json.dumps, ensure_ascii=False, separators=(",", ":"))
 
@@ -36,7 +42,9 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         )
         _tune_sqlite(engine)
         return engine
-    return create_engine(url, json_serializer=_json_serializer, pool_pre_ping=True, **kwargs)
+    engine = create_engine(url, json_serializer=_json_serializer, **kwargs)
+    _ping_idle_connections(engine)
+    return engine
 
 
 def writer(engine: Engine) -> Engine:
@@ -70,3 +78,21 @@ def _tune_sqlite(engine: Engine) -> None:
     def _on_begin(connection: Connection) -> None:
         write = connection.get_execution_options().get(_WRITE_OPTION, False)
         connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+def _ping_idle_connections(engine: Engine) -> None:
+    """SQLAlchemy's ``pool_pre_ping``, for connections that have been idle a while only."""
+
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+        record.info["returned_at"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_connection: Any, record: ConnectionPoolEntry, _proxy: Any) -> None:
+        returned_at = record.info.get("returned_at")
+        if returned_at is None or time.monotonic() - returned_at < PING_AFTER_IDLE_SECONDS:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except engine.dialect.loaded_dbapi.Error as error:
+            raise exc.DisconnectionError(str(error)) from error  # the pool replaces the connection

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Collection, Iterable, Sequence
 from typing import Any, Protocol, cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, Select, and_, bindparam, exists, literal_column, or_, select
+from sqlalchemy import ColumnElement, ScalarSelect, Select, and_, bindparam, exists, func, literal_column, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased, selectinload
 
 from ris.db.models import (
+    Base,
     Hl7Message,
     Order,
     OutboxTask,
@@ -264,6 +266,64 @@ def find_hl7_message(
         .first()
     )
     return cast(StoredReply | None, row)
+
+
+# --- primary keys handed out before insert ---------------------------------------------------
+
+
+class ReservedIds:
+    """New primary keys per table, reserved in one statement by `reserve_ids`, so that rows which
+    refer to each other can be inserted together without reading back each insert's ids."""
+
+    def __init__(self, ids: dict[str, list[int]]) -> None:
+        self._ids = ids
+        self._taken = dict.fromkeys(ids, 0)
+
+    def take(self, model: type[Base], count: int) -> list[int]:
+        """The next ``count`` reserved ids of ``model``'s table."""
+        table = model.__tablename__
+        if count == 0:
+            return []
+        start = self._taken[table]
+        ids = self._ids[table][start : start + count]
+        if len(ids) != count:
+            raise ValueError(f"{count} ids of {table} wanted, {len(self._ids[table]) - start} reserved")
+        self._taken[table] = start + count
+        return ids
+
+
+def reserve_ids(session: Session, counts: dict[type[Base], int]) -> ReservedIds:
+    """Reserve ``counts[model]`` new ids for each table, in one statement. On PostgreSQL from the
+    tables' sequences; on SQLite after the largest id stored, which is safe because a SQLite write
+    transaction (this one) is the only one."""
+    wanted = {model.__tablename__: count for model, count in counts.items() if count > 0}
+    if not wanted:
+        return ReservedIds({})
+    tables = tuple(sorted(wanted))
+    connection = session.connection()
+    sqlite = connection.dialect.name == "sqlite"
+    row = connection.execute(_reserve_ids_select(tables, sqlite=sqlite), wanted).one()
+    if sqlite:
+        firsts = [(largest or 0) + 1 for largest in row]
+        return ReservedIds({t: list(range(first, first + wanted[t])) for t, first in zip(tables, firsts, strict=True)})
+    return ReservedIds({t: sorted(ids) for t, ids in zip(tables, row, strict=True)})
+
+
+@functools.cache
+def _reserve_ids_select(tables: tuple[str, ...], *, sqlite: bool) -> Select[Any]:
+    """One column per table: on SQLite its largest id, elsewhere an array of ``:<table>`` new ids
+    from its sequence."""
+    columns: list[ScalarSelect[Any]] = []
+    for name in tables:
+        table = Base.metadata.tables[name]
+        if sqlite:
+            columns.append(select(func.max(table.c.id)).scalar_subquery())
+        else:
+            sequence: ColumnElement[Any] = literal_column(f"'{name}_id_seq'::regclass")  # its SERIAL sequence
+            rows = func.generate_series(1, bindparam(name))
+            new_ids = select(func.array_agg(func.nextval(sequence))).select_from(rows)
+            columns.append(new_ids.scalar_subquery())
+    return select(*columns)
 
 
 # --- rows -> domain ---------------------------------------------------------------------------
