@@ -174,6 +174,7 @@ class RisService:
         prepared = self._prepare_orders(session, (command,))
         with self.db.sent_together(session):
             (order_id,) = self._schedule_orders(session, (command,), (actor,), prepared)
+        _log_scheduled(command, order_id, actor)
         return order_id
 
     def _schedule_orders(
@@ -182,7 +183,8 @@ class RisService:
         """Store validated new orders, each on behalf of its actor, with their new patients; returns
         their ids in order. Only inserts (see `_prepare_orders`): they go in with the bulk inserts of
         `import_orders`, not through the ORM, and may be sent together. The HL7 intake runs this for
-        every new order (for several at once under load, see `receive_message`)."""
+        every new order (for several at once under load, see `receive_message`). The caller logs
+        them (`_log_scheduled`)."""
         self._insert_new_patients(session, prepared)
         order_ids = self._insert_orders(session, commands, actors, prepared)
         steps = [sum(len(procedure.steps) for procedure in command.procedures) for command in commands]
@@ -193,14 +195,6 @@ class RisService:
                 for actor, order_id, count in zip(actors, order_ids, steps, strict=True)
             ],
         )
-        for command, actor, order_id, count in zip(commands, actors, order_ids, steps, strict=True):
-            log.info(
-                "order scheduled order=%s accession=%s steps=%d by=%s",
-                order_id,
-                command.order.accession_number,
-                count,
-                actor,
-            )
         return order_ids
 
     def update_order(
@@ -529,8 +523,13 @@ class RisService:
         decides another's outcome."""
         failure = self._validation_failure(commands)
         if failure is None and _new_orders_only(commands):
-            receipt = self._new_order_messages.submit(_Received(message, commands, actor, answer))
-            if receipt is not None:
+            grouped = self._new_order_messages.submit(_Received(message, commands, actor, answer))
+            if grouped is not None:
+                # Logged by each message's own thread, once the group has committed: not while
+                # the others of the group wait.
+                receipt, order_ids = grouped
+                for command, order_id in zip(commands, order_ids, strict=True):
+                    _log_scheduled(command.order, order_id, actor)
                 return receipt
         attempts = 0
         while failure is None:
@@ -556,9 +555,10 @@ class RisService:
                     log.info("message conflicts with a concurrent change control_id=%s: retrying", message.control_id)
         return self._journal_failure(message, failure, answer)
 
-    def _receive_new_orders(self, group: list[_Received]) -> list[Receipt | None]:
+    def _receive_new_orders(self, group: list[_Received]) -> list[tuple[Receipt, tuple[int, ...]] | None]:
         """Store a group of validated messages that schedule new orders, with their journal rows,
-        in one transaction; None for each when it failed (nothing of the group was stored)."""
+        in one transaction; each message's receipt and order ids, or None for each when it failed
+        (nothing of the group was stored)."""
         try:
             with self.db.transaction() as session:
                 orders = [command.order for received in group for command in received.commands]
@@ -571,9 +571,9 @@ class RisService:
                         ids = tuple(next(order_ids) for _command in received.commands)
                         items = sum(len(p.steps) for command in received.commands for p in command.order.procedures)
                         reply = received.answer(Applied(ids, items))
-                        entries.append((received.message, reply, ids[0] if ids else None))
+                        entries.append((received.message, reply, ids))
                     journal_ids = prepared.ids.take(Hl7Message, len(entries))
-                    self._journal_many(session, entries, journal_ids)
+                    self._journal_many(session, [(m, r, ids[0] if ids else None) for m, r, ids in entries], journal_ids)
         except DomainError as error:
             log.info("%d messages could not be stored together (%s): each is received alone", len(group), error)
             return [None] * len(group)
@@ -583,8 +583,8 @@ class RisService:
             log.exception("%d messages could not be stored together: each is received alone", len(group))
             return [None] * len(group)
         return [
-            Receipt(reply, replayed=False, journal_id=journal_id)
-            for (_message, reply, _order_id), journal_id in zip(entries, journal_ids, strict=True)
+            (Receipt(reply, replayed=False, journal_id=journal_id), ids)
+            for (_message, reply, ids), journal_id in zip(entries, journal_ids, strict=True)
         ]
 
     def _apply_and_journal(
@@ -1626,6 +1626,13 @@ def _insert_statement(model: type[Base]) -> Insert:
 def _insert_returning_id(model: type[Base]) -> ReturningInsert[Any]:
     table = Base.metadata.tables[model.__tablename__]
     return insert(table).returning(table.c.id)
+
+
+def _log_scheduled(command: NewOrder, order_id: int, actor: Actor) -> None:
+    steps = sum(len(procedure.steps) for procedure in command.procedures)
+    log.info(
+        "order scheduled order=%s accession=%s steps=%d by=%s", order_id, command.order.accession_number, steps, actor
+    )
 
 
 def _journal_row(

@@ -8,7 +8,19 @@ from collections.abc import Collection, Iterable, Sequence
 from typing import Any, Protocol, cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, ScalarSelect, Select, and_, bindparam, exists, func, literal_column, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    ScalarSelect,
+    Select,
+    and_,
+    any_,
+    bindparam,
+    exists,
+    func,
+    literal_column,
+    or_,
+    select,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased, selectinload
 
@@ -204,9 +216,13 @@ def get_patient(session: Session, patient_id: int) -> Patient:
 
 # Statements on the HL7 intake's path, built once (building and keying a statement costs more than
 # running it on SQLite) and run on the session's connection, beside the ORM.
-_PATIENTS_BY_ID = select(
-    Patient.id, Patient.patient_id, Patient.issuer, Patient.name, Patient.birth_date, Patient.sex
-).where(Patient.patient_id.in_(bindparam("patient_ids", expanding=True)))
+_STORED_PATIENT = select(Patient.id, Patient.patient_id, Patient.issuer, Patient.name, Patient.birth_date, Patient.sex)
+_PATIENTS_BY_ID = _STORED_PATIENT.where(Patient.patient_id.in_(bindparam("patient_ids", expanding=True)))
+# PostgreSQL: the ids as one array, so that the statement's text (and the server's plan of it) is
+# the same for any number of ids; an IN list is a new statement for each length.
+_PATIENTS_BY_ID_ARRAY = _STORED_PATIENT.where(
+    Patient.patient_id == any_(bindparam("patient_ids", type_=postgresql.ARRAY(Patient.patient_id.type)))
+)
 _ORDER_KEYS_TAKEN = select(
     exists().where(accession_is(bindparam("accession"))),
     exists().where(RequestedProcedure.study_uid.in_(bindparam("uids", expanding=True))),
@@ -239,7 +255,9 @@ class StoredReply(Protocol):
 
 def patients_by_id(session: Session, patient_ids: Iterable[str]) -> Sequence[StoredPatient]:
     """Every patient with one of ``patient_ids`` (any issuer), as plain rows."""
-    rows = session.connection().execute(_PATIENTS_BY_ID, {"patient_ids": list(patient_ids)}).all()
+    connection = session.connection()
+    statement = _PATIENTS_BY_ID_ARRAY if connection.dialect.name == "postgresql" else _PATIENTS_BY_ID
+    rows = connection.execute(statement, {"patient_ids": list(patient_ids)}).all()
     return cast(Sequence[StoredPatient], rows)
 
 
@@ -301,22 +319,22 @@ def reserve_ids(session: Session, counts: dict[type[Base], int]) -> ReservedIds:
         return ReservedIds({})
     tables = tuple(sorted(wanted))
     connection = session.connection()
-    sqlite = connection.dialect.name == "sqlite"
-    row = connection.execute(_reserve_ids_select(tables, sqlite=sqlite), wanted).one()
-    if sqlite:
+    on_sqlite = connection.dialect.name == "sqlite"
+    row = connection.execute(_reserve_ids_select(tables, on_sqlite=on_sqlite), wanted).one()
+    if on_sqlite:
         firsts = [(largest or 0) + 1 for largest in row]
         return ReservedIds({t: list(range(first, first + wanted[t])) for t, first in zip(tables, firsts, strict=True)})
     return ReservedIds({t: sorted(ids) for t, ids in zip(tables, row, strict=True)})
 
 
 @functools.cache
-def _reserve_ids_select(tables: tuple[str, ...], *, sqlite: bool) -> Select[Any]:
+def _reserve_ids_select(tables: tuple[str, ...], *, on_sqlite: bool) -> Select[Any]:
     """One column per table: on SQLite its largest id, elsewhere an array of ``:<table>`` new ids
     from its sequence."""
     columns: list[ScalarSelect[Any]] = []
     for name in tables:
         table = Base.metadata.tables[name]
-        if sqlite:
+        if on_sqlite:
             columns.append(select(func.max(table.c.id)).scalar_subquery())
         else:
             sequence: ColumnElement[Any] = literal_column(f"'{name}_id_seq'::regclass")  # its SERIAL sequence

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -414,9 +415,12 @@ def test_orders_arriving_together_are_stored_together_and_a_bad_one_fails_alone(
     assert [control_id for control_id, _code in codes].count("FIRST") == 1
 
 
-def test_orders_arriving_together_are_one_transaction(service: RisService, intake: Intake) -> None:
+def test_orders_arriving_together_are_one_transaction(
+    service: RisService, intake: Intake, caplog: pytest.LogCaptureFixture
+) -> None:
     """The group shares one transaction: its orders and journal rows are all there, each message
-    with its own order, and the ACK of each names its own message."""
+    with its own order, and the ACK of each names its own message. Each order is logged once."""
+    caplog.set_level(logging.INFO, logger="ris.services")
     group = service._new_order_messages
     acks: dict[str, bytes] = {}
     with writes_held(service):
@@ -441,6 +445,10 @@ def test_orders_arriving_together_are_one_transaction(service: RisService, intak
     assert {name: msa(ack)[:2] for name, ack in acks.items()} == {f"G{n}": ["AA", f"G{n}"] for n in range(10, 16)}
     for entry in service.message_journal(limit=10):
         assert entry.order_id == order(service, entry.control_id).id
+    scheduled = [record.getMessage() for record in caplog.records if record.getMessage().startswith("order scheduled")]
+    for number in range(10, 16):
+        expected = f"order scheduled order={order(service, f'G{number}').id} accession=G{number} steps=1 by=hl7:"
+        assert sum(line.startswith(expected) for line in scheduled) == 1, (expected, scheduled)
 
 
 def test_a_failing_answer_fails_only_its_own_message_of_a_group(service: RisService) -> None:
