@@ -13,7 +13,6 @@ from sqlalchemy import (
     ScalarSelect,
     Select,
     and_,
-    any_,
     bindparam,
     exists,
     func,
@@ -216,13 +215,9 @@ def get_patient(session: Session, patient_id: int) -> Patient:
 
 # Statements on the HL7 intake's path, built once (building and keying a statement costs more than
 # running it on SQLite) and run on the session's connection, beside the ORM.
-_STORED_PATIENT = select(Patient.id, Patient.patient_id, Patient.issuer, Patient.name, Patient.birth_date, Patient.sex)
-_PATIENTS_BY_ID = _STORED_PATIENT.where(Patient.patient_id.in_(bindparam("patient_ids", expanding=True)))
-# PostgreSQL: the ids as one array, so that the statement's text (and the server's plan of it) is
-# the same for any number of ids; an IN list is a new statement for each length.
-_PATIENTS_BY_ID_ARRAY = _STORED_PATIENT.where(
-    Patient.patient_id == any_(bindparam("patient_ids", type_=postgresql.ARRAY(Patient.patient_id.type)))
-)
+_PATIENTS_BY_ID = select(
+    Patient.id, Patient.patient_id, Patient.issuer, Patient.name, Patient.birth_date, Patient.sex
+).where(Patient.patient_id.in_(bindparam("patient_ids", expanding=True)))
 _ORDER_KEYS_TAKEN = select(
     exists().where(accession_is(bindparam("accession"))),
     exists().where(RequestedProcedure.study_uid.in_(bindparam("uids", expanding=True))),
@@ -255,9 +250,9 @@ class StoredReply(Protocol):
 
 def patients_by_id(session: Session, patient_ids: Iterable[str]) -> Sequence[StoredPatient]:
     """Every patient with one of ``patient_ids`` (any issuer), as plain rows."""
-    connection = session.connection()
-    statement = _PATIENTS_BY_ID_ARRAY if connection.dialect.name == "postgresql" else _PATIENTS_BY_ID
-    rows = connection.execute(statement, {"patient_ids": list(patient_ids)}).all()
+    # An IN list, not an array: PostgreSQL plans each length afresh, so a plan made while the table
+    # was small (a sequential scan) is not kept for the prepared statement as the table grows.
+    rows = session.connection().execute(_PATIENTS_BY_ID, {"patient_ids": list(patient_ids)}).all()
     return cast(Sequence[StoredPatient], rows)
 
 
