@@ -188,8 +188,9 @@ class RisService:
         self._insert_new_patients(session, prepared)
         order_ids = self._insert_orders(session, commands, actors, prepared)
         steps = [sum(len(procedure.steps) for procedure in command.procedures) for command in commands]
-        session.connection().execute(
-            _insert_statement(AuditEvent),
+        repo.insert_rows(
+            session,
+            AuditEvent,
             [
                 self._audit_row(actor, "order.scheduled", order_id, steps=count)
                 for actor, order_id, count in zip(actors, order_ids, steps, strict=True)
@@ -821,8 +822,9 @@ class RisService:
             procedure_ids,
             [{"order_fk": order_id, **_procedure_columns(p)} for order_id, _c, _cs, p in procedures],
         )
-        session.connection().execute(
-            _insert_statement(ScheduledStep),
+        repo.insert_rows(
+            session,
+            ScheduledStep,
             [
                 self._step_row(
                     order_id,
@@ -1602,10 +1604,7 @@ def _check_version(actual: int, expected: int | None, what: str) -> None:
 
 def _insert_with_ids(session: Session, model: type[Base], ids: Sequence[int], rows: Sequence[dict[str, Any]]) -> None:
     """Insert ``rows`` in bulk as the rows with (reserved) ``ids``."""
-    if rows:
-        session.connection().execute(
-            _insert_statement(model), [row | {"id": new_id} for row, new_id in zip(rows, ids, strict=True)]
-        )
+    repo.insert_rows(session, model, [row | {"id": new_id} for row, new_id in zip(rows, ids, strict=True)])
 
 
 def _worklist_result(query: WorklistQuery, rows: Sequence[Row[Any]]) -> WorklistResult:

@@ -15,7 +15,7 @@ import time
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, exc
-from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.engine import Connection, ExecutionContext, make_url
 from sqlalchemy.pool import ConnectionPoolEntry
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -27,6 +27,13 @@ PING_AFTER_IDLE_SECONDS = 1.0
 """A pooled server connection unused for longer is checked before it is handed out (one round
 trip), so that after a database restart no request fails on a connection the server dropped. One
 used a moment ago is not: under load, a check per transaction would cost one round trip each."""
+
+PLAN_EACH_TIME = "ris_plan_each_time"
+"""Execution option: on PostgreSQL, plan the statement with its actual values at every execution
+instead of letting psycopg prepare it after a few. A prepared statement's cached generic plan is
+made once, and for a look-up on a table that was nearly empty then it stays a sequential scan
+until the table is next analyzed (measured: 1.2 ms per patient look-up instead of 0.08 ms after
+12,000 orders on a database without autovacuum)."""
 
 _json_serializer = functools.partial(json.dumps, ensure_ascii=False, separators=(",", ":"))
 
@@ -44,6 +51,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         return engine
     engine = create_engine(url, json_serializer=_json_serializer, **kwargs)
     _ping_idle_connections(engine)
+    _honour_plan_each_time(engine)
     return engine
 
 
@@ -96,3 +104,12 @@ def _ping_idle_connections(engine: Engine) -> None:
             engine.dialect.do_ping(dbapi_connection)
         except engine.dialect.loaded_dbapi.Error as error:
             raise exc.DisconnectionError(str(error)) from error  # the pool replaces the connection
+
+
+def _honour_plan_each_time(engine: Engine) -> None:
+    @event.listens_for(engine, "do_execute")
+    def _unprepared(cursor: Any, statement: str, parameters: Any, context: ExecutionContext) -> bool | None:
+        if not context.execution_options.get(PLAN_EACH_TIME):
+            return None  # SQLAlchemy executes it as usual
+        cursor.execute(statement, parameters, prepare=False)
+        return True

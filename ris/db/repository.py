@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-from collections.abc import Collection, Iterable, Sequence
+import json
+from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import Any, Protocol, cast
 from zoneinfo import ZoneInfo
 
@@ -12,17 +13,22 @@ from sqlalchemy import (
     ColumnElement,
     ScalarSelect,
     Select,
+    Table,
     and_,
     bindparam,
     exists,
     func,
+    insert,
     literal_column,
     or_,
     select,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased, selectinload
+from sqlalchemy.sql.dml import Insert
+from sqlalchemy.sql.schema import CallableColumnDefault, ScalarElementColumnDefault
 
+from ris.db.engine import PLAN_EACH_TIME
 from ris.db.models import (
     Base,
     Hl7Message,
@@ -215,9 +221,11 @@ def get_patient(session: Session, patient_id: int) -> Patient:
 
 # Statements on the HL7 intake's path, built once (building and keying a statement costs more than
 # running it on SQLite) and run on the session's connection, beside the ORM.
-_PATIENTS_BY_ID = select(
-    Patient.id, Patient.patient_id, Patient.issuer, Patient.name, Patient.birth_date, Patient.sex
-).where(Patient.patient_id.in_(bindparam("patient_ids", expanding=True)))
+_PATIENTS_BY_ID = (
+    select(Patient.id, Patient.patient_id, Patient.issuer, Patient.name, Patient.birth_date, Patient.sex)
+    .where(Patient.patient_id.in_(bindparam("patient_ids", expanding=True)))
+    .execution_options(**{PLAN_EACH_TIME: True})
+)
 _ORDER_KEYS_TAKEN = select(
     exists().where(accession_is(bindparam("accession"))),
     exists().where(RequestedProcedure.study_uid.in_(bindparam("uids", expanding=True))),
@@ -250,8 +258,8 @@ class StoredReply(Protocol):
 
 def patients_by_id(session: Session, patient_ids: Iterable[str]) -> Sequence[StoredPatient]:
     """Every patient with one of ``patient_ids`` (any issuer), as plain rows."""
-    # An IN list, not an array: PostgreSQL plans each length afresh, so a plan made while the table
-    # was small (a sequential scan) is not kept for the prepared statement as the table grows.
+    # Planned at every call (PLAN_EACH_TIME): this runs from the first order on, while the table
+    # grows from empty, and a plan kept from then would scan the whole table.
     rows = session.connection().execute(_PATIENTS_BY_ID, {"patient_ids": list(patient_ids)}).all()
     return cast(Sequence[StoredPatient], rows)
 
@@ -580,3 +588,66 @@ def journal_entry(row: Hl7Message) -> JournalEntry:
         raw=row.raw,
         ack=row.ack,
     )
+
+
+# --- bulk inserts ----------------------------------------------------------------------------
+
+
+def insert_rows(session: Session, model: type[Base], rows: Sequence[dict[str, Any]]) -> None:
+    """Insert ``rows`` (column values by name, the same columns in each, primary keys included) in
+    one statement. Columns a row leaves out get their defaults.
+
+    On PostgreSQL the rows travel as one JSON parameter that the server turns into rows of the
+    table (``jsonb_populate_recordset``): one value to encode and send instead of one per column
+    and row, where the client's time went (measured on a group of 4 new orders: 2.85 → 2.30 ms of
+    CPU in the listener, the server's time unchanged). Other engines get an executemany."""
+    if not rows:
+        return
+    connection = session.connection()
+    table = Base.metadata.tables[model.__tablename__]
+    if connection.dialect.name != "postgresql":
+        connection.execute(insert(table).inline(), rows)
+        return
+    defaults = _defaults(table, frozenset(rows[0]))
+    if defaults:
+        rows = [row | defaults for row in rows]
+    statement = _recordset_insert(table, tuple(rows[0]))
+    connection.execute(statement, {"rows": _rows_json(rows)})
+
+
+def _defaults(table: Table, given: frozenset[str]) -> dict[str, Any]:
+    """Values of the columns not in ``given`` that have a Python-side default (SQLAlchemy's
+    ``default=``): what an executemany would have filled in."""
+    values: dict[str, Any] = {}
+    for column in table.columns:
+        default = column.default
+        if column.name in given or default is None:
+            continue
+        if isinstance(default, ScalarElementColumnDefault):
+            values[column.name] = default.arg
+        elif isinstance(default, CallableColumnDefault):
+            make = cast(Callable[[object], Any], default.arg)  # SQLAlchemy's wrapper ignores its context
+            values[column.name] = make(None)
+    return values
+
+
+@functools.cache
+def _recordset_insert(table: Table, columns: tuple[str, ...]) -> Insert:
+    """INSERT INTO table (columns) SELECT columns FROM jsonb_populate_recordset(NULL::table, :rows)"""
+    row_type: ColumnElement[Any] = literal_column(f"NULL::{table.name}")  # the table's row type: its columns' types
+    rows = func.jsonb_populate_recordset(row_type, bindparam("rows")).table_valued(*columns)
+    return insert(table).from_select(columns, select(*(rows.c[name] for name in columns)))
+
+
+def _json_value(value: object) -> str:
+    """JSON for the values json cannot write, in the text form PostgreSQL reads them from."""
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return "\\x" + value.hex()
+    raise TypeError(f"{type(value).__name__} cannot be stored as a column value")
+
+
+_rows_json = functools.partial(json.dumps, default=_json_value, ensure_ascii=False, separators=(",", ":"))

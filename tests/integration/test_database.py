@@ -1,7 +1,11 @@
 """The database layer's own promises, on SQLite and on PostgreSQL: ids reserved before insert,
-statements sent together, and pooled connections checked after a database restart."""
+rows inserted in bulk as they were given, statements sent together, plans that follow a growing
+table, and pooled connections checked after a database restart."""
 
 from __future__ import annotations
+
+import datetime as dt
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import func, insert, select, text
@@ -88,4 +92,66 @@ def test_a_connection_the_server_dropped_is_replaced_when_checked(
     else:
         with pytest.raises(StorageUnavailable), db.reading() as session:
             session.scalar(text("SELECT 1"))
+    db.dispose()
+
+
+def test_inserted_rows_read_back_exactly_with_their_defaults(database_url: str) -> None:
+    db = Database(database_url)
+    berlin = dt.datetime(2026, 3, 29, 3, 30, 15, 123456, tzinfo=ZoneInfo("Europe/Berlin"))
+    raw = bytes(range(256)) + 'MSH|^~\\&|Müller "quoted" \\E\\'.encode()
+    with db.transaction() as session:
+        ids = repo.reserve_ids(session, {Hl7Message: 2, AuditEvent: 1})
+        repo.insert_rows(
+            session,
+            Hl7Message,
+            [
+                {
+                    "id": ids.take(Hl7Message, 1)[0],
+                    "received_at": berlin,
+                    "raw": raw,
+                    "error": "Ünïcode ✓\n'",
+                    "control_id": "1",
+                },
+                {"id": ids.take(Hl7Message, 1)[0], "received_at": berlin, "raw": b"", "error": "", "control_id": "2"},
+            ],
+        )
+        details = {"name": "MÜLLER^JÖRG", "nested": {"list": [1, 2.5, None, True]}, "quote": 'a"b\\c'}
+        repo.insert_rows(
+            session, AuditEvent, [{"id": ids.take(AuditEvent, 1)[0], "actor": "x", "action": "y", "details": details}]
+        )
+    with db.reading() as session:
+        first, second = session.scalars(select(Hl7Message).order_by(Hl7Message.id)).all()
+        audit = session.scalars(select(AuditEvent)).one()
+    assert (first.raw, first.error, first.received_at) == (raw, "Ünïcode ✓\n'", berlin)
+    assert first.received_at.utcoffset() == dt.timedelta(0)  # stored and read as UTC
+    assert (second.raw, second.ack, second.ack_code, second.order_fk) == (b"", b"", "", None)  # defaults
+    assert audit.details == details
+    assert dt.datetime.now(dt.UTC) - audit.at < dt.timedelta(minutes=1)  # a callable default
+    db.dispose()
+
+
+def test_a_naive_datetime_is_refused_on_insert(database_url: str) -> None:
+    db = Database(database_url)
+    # SQLAlchemy's bind processing (SQLite) or the JSON encoding of the rows (PostgreSQL) refuses it.
+    with pytest.raises((ValueError, StorageUnavailable), match="naive datetime"), db.transaction() as session:
+        repo.insert_rows(
+            session, AuditEvent, [{"id": 1, "at": dt.datetime(2026, 1, 1), "actor": "", "action": "", "details": {}}]
+        )
+    db.dispose()
+
+
+def test_the_patient_look_up_is_planned_at_every_call(database_url: str) -> None:
+    """Not a prepared statement: its cached plan, made while the table was empty, would stay a
+    sequential scan as the table grows (until the table is analyzed)."""
+    db = Database(database_url)
+    if db.is_sqlite:
+        pytest.skip("SQLite has no plan cache across statements")
+    with db.transaction() as session:
+        for _ in range(10):  # more than psycopg's prepare threshold
+            repo.patients_by_id(session, ["NOBODY"])
+            session.execute(select(Patient.id).where(Patient.patient_id == "NOBODY"))  # for comparison
+        prepared = session.scalars(text("SELECT statement FROM pg_prepared_statements")).all()
+    assert [statement for statement in prepared if "FROM patients" in statement] == [
+        "SELECT patients.id \nFROM patients \nWHERE patients.patient_id = $1::VARCHAR"
+    ]
     db.dispose()
