@@ -172,24 +172,28 @@ class RisService:
         if check_keys:
             self._check_keys_free(session, command.order.accession_number, command.procedures)
         prepared = self._prepare_orders(session, (command,))
-        with self.db.sent_together(session):
-            (order_id,) = self._schedule_orders(session, (command,), (actor,), prepared)
+        rows = repo.RowBatch()
+        (order_id,) = self._schedule_orders((command,), (actor,), prepared, rows)
+        rows.insert(session)
         _log_scheduled(command, order_id, actor)
         return order_id
 
     def _schedule_orders(
-        self, session: Session, commands: Sequence[NewOrder], actors: Sequence[Actor], prepared: _PreparedOrders
+        self,
+        commands: Sequence[NewOrder],
+        actors: Sequence[Actor],
+        prepared: _PreparedOrders,
+        rows: repo.RowBatch,
     ) -> list[int]:
-        """Store validated new orders, each on behalf of its actor, with their new patients; returns
-        their ids in order. Only inserts (see `_prepare_orders`): they go in with the bulk inserts of
-        `import_orders`, not through the ORM, and may be sent together. The HL7 intake runs this for
-        every new order (for several at once under load, see `receive_message`). The caller logs
-        them (`_log_scheduled`)."""
-        self._insert_new_patients(session, prepared)
-        order_ids = self._insert_orders(session, commands, actors, prepared)
+        """The rows of validated new orders, each on behalf of its actor, with their new patients
+        and audit events, added to ``rows``; returns the orders' ids in order. Only inserts (see
+        `_prepare_orders`), not through the ORM: the caller inserts ``rows`` (in one statement with
+        whatever else it adds). The HL7 intake runs this for every new order (for several at once
+        under load, see `receive_message`). The caller logs them (`_log_scheduled`)."""
+        self._add_new_patients(prepared, rows)
+        order_ids = self._add_orders(commands, actors, prepared, rows)
         steps = [sum(len(procedure.steps) for procedure in command.procedures) for command in commands]
-        repo.insert_rows(
-            session,
+        rows.add(
             AuditEvent,
             [
                 self._audit_row(actor, "order.scheduled", order_id, steps=count)
@@ -565,16 +569,19 @@ class RisService:
                 orders = [command.order for received in group for command in received.commands]
                 actors = [received.actor for received in group for _command in received.commands]
                 prepared = self._prepare_orders(session, orders, also={Hl7Message: len(group)})
-                with self.db.sent_together(session):
-                    order_ids = iter(self._schedule_orders(session, orders, actors, prepared))
-                    entries = []
-                    for received in group:
-                        ids = tuple(next(order_ids) for _command in received.commands)
-                        items = sum(len(p.steps) for command in received.commands for p in command.order.procedures)
-                        reply = received.answer(Applied(ids, items))
-                        entries.append((received.message, reply, ids))
-                    journal_ids = prepared.ids.take(Hl7Message, len(entries))
-                    self._journal_many(session, [(m, r, ids[0] if ids else None) for m, r, ids in entries], journal_ids)
+                rows = repo.RowBatch()
+                order_ids = iter(self._schedule_orders(orders, actors, prepared, rows))
+                entries = []
+                for received in group:
+                    ids = tuple(next(order_ids) for _command in received.commands)
+                    items = sum(len(p.steps) for command in received.commands for p in command.order.procedures)
+                    reply = received.answer(Applied(ids, items))
+                    entries.append((received.message, reply, ids))
+                journal_ids = prepared.ids.take(Hl7Message, len(entries))
+                received_at = self.clock()
+                journal_rows = [_journal_row(m, r, ids[0] if ids else None, received_at) for m, r, ids in entries]
+                rows.add(Hl7Message, _with_ids(journal_ids, journal_rows))
+                rows.insert(session)
         except DomainError as error:
             log.info("%d messages could not be stored together (%s): each is received alone", len(group), error)
             return [None] * len(group)
@@ -686,14 +693,6 @@ class RisService:
         journal_id: int = session.connection().execute(_insert_returning_id(Hl7Message), row).scalar_one()
         return journal_id
 
-    def _journal_many(
-        self, session: Session, entries: Sequence[tuple[InboundMessage, Reply, int | None]], ids: Sequence[int]
-    ) -> None:
-        """Journal messages with their replies and first orders, as the rows with (reserved) ``ids``."""
-        received_at = self.clock()
-        rows = [_journal_row(message, reply, order_id, received_at) for message, reply, order_id in entries]
-        _insert_with_ids(session, Hl7Message, ids, rows)
-
     def message_journal(
         self, *, limit: int = 20, failures_only: bool = False, control_id: str = ""
     ) -> list[JournalEntry]:
@@ -775,10 +774,13 @@ class RisService:
         with self.db.transaction() as session:
             self._check_import_conflicts(session, commands)
             prepared = self._prepare_orders(session, commands)
-            self._insert_new_patients(session, prepared)
+            rows = repo.RowBatch()
+            self._add_new_patients(prepared, rows)
+            rows.insert(session)
             for start in range(0, len(commands), IMPORT_BATCH):
                 batch = commands[start : start + IMPORT_BATCH]
-                self._insert_orders(session, batch, [actor] * len(batch), prepared)
+                self._add_orders(batch, [actor] * len(batch), prepared, rows)
+                rows.insert(session)
             self._audit(session, actor, "orders.imported", None, orders=len(commands))
         log.info("orders imported count=%d by=%s", len(commands), actor)
         if len(commands) >= ANALYZE_AFTER_IMPORT:
@@ -787,43 +789,34 @@ class RisService:
             self.db.refresh_statistics(("patients", "orders", "requested_procedures", "scheduled_steps"))
         return len(commands)
 
-    def _insert_orders(
-        self, session: Session, commands: Sequence[NewOrder], actors: Sequence[Actor], prepared: _PreparedOrders
+    def _add_orders(
+        self, commands: Sequence[NewOrder], actors: Sequence[Actor], prepared: _PreparedOrders, rows: repo.RowBatch
     ) -> list[int]:
-        """Insert validated new orders whose keys are free, each with its actor as source, in bulk (a
-        handful of statements for any number of orders), with ids ``prepared`` for them; returns
-        their ids in order. Their patients must be stored."""
+        """Add the rows of validated new orders whose keys are free, each with its actor as source,
+        with ids ``prepared`` for them, to ``rows``; returns their ids in order. Their patients must
+        be stored or added before."""
         patient_ids = prepared.patient_ids
         character_sets = [c.character_set or choose_character_set(order_texts(c)) for c in commands]
         order_ids = prepared.ids.take(Order, len(commands))
-        _insert_with_ids(
-            session,
-            Order,
-            order_ids,
-            [
-                {
-                    **vars(c.order),
-                    "patient_fk": patient_ids[(c.patient.patient_id, c.patient.issuer)],
-                    "character_set": character_set,
-                    "source": str(actor),
-                }
-                for c, character_set, actor in zip(commands, character_sets, actors, strict=True)
-            ],
-        )
+        order_rows = [
+            {
+                **vars(c.order),
+                "patient_fk": patient_ids[(c.patient.patient_id, c.patient.issuer)],
+                "character_set": character_set,
+                "source": str(actor),
+            }
+            for c, character_set, actor in zip(commands, character_sets, actors, strict=True)
+        ]
+        rows.add(Order, _with_ids(order_ids, order_rows))
         procedures = [
             (order_id, c, character_set, _with_identifiers(p, c.order.accession_number))
             for order_id, c, character_set in zip(order_ids, commands, character_sets, strict=True)
             for p in c.procedures
         ]
         procedure_ids = prepared.ids.take(RequestedProcedure, len(procedures))
-        _insert_with_ids(
-            session,
-            RequestedProcedure,
-            procedure_ids,
-            [{"order_fk": order_id, **_procedure_columns(p)} for order_id, _c, _cs, p in procedures],
-        )
-        repo.insert_rows(
-            session,
+        procedure_rows = [{"order_fk": order_id, **_procedure_columns(p)} for order_id, _c, _cs, p in procedures]
+        rows.add(RequestedProcedure, _with_ids(procedure_ids, procedure_rows))
+        rows.add(
             ScheduledStep,
             [
                 self._step_row(
@@ -869,7 +862,7 @@ class RisService:
         """The reading half of storing new orders: their stored patients get the newest
         demographics (with their open items), and ids are reserved for the new patients, the
         orders and their procedures (and ``also`` for other tables), so that what remains is
-        inserts only (`_schedule_orders`, `_insert_orders`)."""
+        inserts only (`_schedule_orders`, `_add_orders`)."""
         latest: dict[tuple[str, str], PatientData] = {}
         for command in commands:  # the last row about a patient has the newest demographics
             latest[(command.patient.patient_id, command.patient.issuer)] = command.patient
@@ -891,10 +884,10 @@ class RisService:
         ids = repo.reserve_ids(session, counts | (also or {}))
         return _PreparedOrders(patient_ids, new_patients, ids)
 
-    def _insert_new_patients(self, session: Session, prepared: _PreparedOrders) -> None:
+    def _add_new_patients(self, prepared: _PreparedOrders, rows: repo.RowBatch) -> None:
         new = prepared.new_patients
         new_ids = prepared.ids.take(Patient, len(new))
-        _insert_with_ids(session, Patient, new_ids, [vars(p) for p in new])
+        rows.add(Patient, _with_ids(new_ids, [vars(p) for p in new]))
         prepared.patient_ids.update({(p.patient_id, p.issuer): i for p, i in zip(new, new_ids, strict=True)})
 
     def _step_row(
@@ -1602,9 +1595,9 @@ def _check_version(actual: int, expected: int | None, what: str) -> None:
         raise ConcurrentUpdate(f"{what} was changed by someone else (version {actual}, yours {expected}); reload it")
 
 
-def _insert_with_ids(session: Session, model: type[Base], ids: Sequence[int], rows: Sequence[dict[str, Any]]) -> None:
-    """Insert ``rows`` in bulk as the rows with (reserved) ``ids``."""
-    repo.insert_rows(session, model, [row | {"id": new_id} for row, new_id in zip(rows, ids, strict=True)])
+def _with_ids(ids: Sequence[int], rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``rows`` as the rows with (reserved) primary keys ``ids``."""
+    return [row | {"id": new_id} for row, new_id in zip(rows, ids, strict=True)]
 
 
 def _worklist_result(query: WorklistQuery, rows: Sequence[Row[Any]]) -> WorklistResult:
@@ -1616,8 +1609,7 @@ def _worklist_result(query: WorklistQuery, rows: Sequence[Row[Any]]) -> Worklist
 # Statements built once: building and keying a statement costs more than running it on SQLite.
 @functools.cache
 def _insert_statement(model: type[Base]) -> Insert:
-    # inline: the new row's primary key is not fetched (RETURNING), so the insert may be sent
-    # together with others (Database.sent_together)
+    # inline: the new row's primary key is not fetched (no RETURNING)
     return insert(Base.metadata.tables[model.__tablename__]).inline()
 
 

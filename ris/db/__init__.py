@@ -65,24 +65,6 @@ class Database:
             raise StorageUnavailable(f"the database refused the change: {_first_line(exc)}") from exc
 
     @contextmanager
-    def sent_together(self, session: Session) -> Iterator[None]:
-        """Within a `transaction`: the statements of the block go to the database together (one
-        round trip on PostgreSQL, in psycopg's pipeline mode, instead of one each) and a failure
-        among them is raised when the block ends, as the transaction's errors are. Only for
-        statements that return no rows (their results are not read until the end). On SQLite,
-        which has no round trips, the block runs as it is."""
-        pipeline = getattr(session.connection().connection.driver_connection, "pipeline", None)
-        if pipeline is None:
-            yield
-            return
-        dbapi = self.engine.dialect.loaded_dbapi
-        try:
-            with pipeline():
-                yield
-        except dbapi.Error as error:  # raised by the driver when the block ends: not wrapped yet
-            raise DBAPIError.instance(None, None, error, dbapi.Error) from error
-
-    @contextmanager
     def reading(self) -> Iterator[Session]:
         """A read-only transaction (no write lock on SQLite)."""
         try:

@@ -1,6 +1,6 @@
 """The database layer's own promises, on SQLite and on PostgreSQL: ids reserved before insert,
-rows inserted in bulk as they were given, statements sent together, plans that follow a growing
-table, and pooled connections checked after a database restart."""
+rows of several tables inserted together as they were given, look-ups planned for the table as
+it is, and pooled connections checked after a database restart."""
 
 from __future__ import annotations
 
@@ -45,29 +45,36 @@ def test_taking_more_ids_than_reserved_is_refused(database_url: str) -> None:
     db.dispose()
 
 
-def test_statements_sent_together_are_stored(database_url: str) -> None:
+def test_rows_of_several_tables_are_inserted_together(database_url: str) -> None:
     db = Database(database_url)
-    with db.transaction() as session, db.sent_together(session):
-        session.connection().execute(insert(Patient), [_patient("A", 1), _patient("B", 2)])
-        session.connection().execute(insert(Patient), [_patient("C", 3)])
+    with db.transaction() as session:
+        rows = repo.RowBatch()
+        rows.add(Patient, [_patient("A", 1), _patient("B", 2)])
+        rows.add(AuditEvent, [{"id": 1, "actor": "x", "action": "y", "details": {}}])
+        rows.add(Patient, [_patient("C", 3)])
+        rows.insert(session)
+        rows.insert(session)  # nothing left to insert
     with db.reading() as session:
-        assert session.scalar(select(func.count()).select_from(Patient)) == 3
+        assert session.scalars(select(Patient.patient_id).order_by(Patient.id)).all() == ["A", "B", "C"]
+        assert session.scalar(select(func.count()).select_from(AuditEvent)) == 1
     db.dispose()
 
 
-def test_a_failure_among_statements_sent_together_fails_the_transaction(database_url: str) -> None:
+def test_a_failure_among_rows_inserted_together_fails_the_transaction(database_url: str) -> None:
     db = Database(database_url)
 
     def store_twice() -> None:
-        with db.transaction() as session, db.sent_together(session):
-            session.connection().execute(insert(Patient), [_patient("A", 1)])
-            session.connection().execute(insert(Patient), [_patient("A", 2)])  # same patient id and issuer
-            session.connection().execute(insert(Patient), [_patient("B", 3)])
+        with db.transaction() as session:
+            rows = repo.RowBatch()
+            rows.add(AuditEvent, [{"id": 1, "actor": "x", "action": "y", "details": {}}])
+            rows.add(Patient, [_patient("A", 1), _patient("A", 2)])  # same patient id and issuer
+            rows.insert(session)
 
     with pytest.raises(AlreadyExists):
         store_twice()
     with db.reading() as session:
         assert session.scalar(select(func.count()).select_from(Patient)) == 0  # nothing of it
+        assert session.scalar(select(func.count()).select_from(AuditEvent)) == 0
     db.dispose()
 
 
@@ -101,8 +108,8 @@ def test_inserted_rows_read_back_exactly_with_their_defaults(database_url: str) 
     raw = bytes(range(256)) + 'MSH|^~\\&|Müller "quoted" \\E\\'.encode()
     with db.transaction() as session:
         ids = repo.reserve_ids(session, {Hl7Message: 2, AuditEvent: 1})
-        repo.insert_rows(
-            session,
+        rows = repo.RowBatch()
+        rows.add(
             Hl7Message,
             [
                 {
@@ -116,9 +123,8 @@ def test_inserted_rows_read_back_exactly_with_their_defaults(database_url: str) 
             ],
         )
         details = {"name": "MÜLLER^JÖRG", "nested": {"list": [1, 2.5, None, True]}, "quote": 'a"b\\c'}
-        repo.insert_rows(
-            session, AuditEvent, [{"id": ids.take(AuditEvent, 1)[0], "actor": "x", "action": "y", "details": details}]
-        )
+        rows.add(AuditEvent, [{"id": ids.take(AuditEvent, 1)[0], "actor": "x", "action": "y", "details": details}])
+        rows.insert(session)
     with db.reading() as session:
         first, second = session.scalars(select(Hl7Message).order_by(Hl7Message.id)).all()
         audit = session.scalars(select(AuditEvent)).one()
@@ -133,10 +139,10 @@ def test_inserted_rows_read_back_exactly_with_their_defaults(database_url: str) 
 def test_a_naive_datetime_is_refused_on_insert(database_url: str) -> None:
     db = Database(database_url)
     # SQLAlchemy's bind processing (SQLite) or the JSON encoding of the rows (PostgreSQL) refuses it.
+    rows = repo.RowBatch()
+    rows.add(AuditEvent, [{"id": 1, "at": dt.datetime(2026, 1, 1), "actor": "", "action": "", "details": {}}])
     with pytest.raises((ValueError, StorageUnavailable), match="naive datetime"), db.transaction() as session:
-        repo.insert_rows(
-            session, AuditEvent, [{"id": 1, "at": dt.datetime(2026, 1, 1), "actor": "", "action": "", "details": {}}]
-        )
+        rows.insert(session)
     db.dispose()
 
 
