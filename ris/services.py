@@ -19,7 +19,6 @@ from typing import Any, TypeGuard, TypeVar
 
 from sqlalchemy import CursorResult, Insert, Row, delete, func, insert, literal_column, select, update
 from sqlalchemy.orm import Session
-from sqlalchemy.sql.dml import ReturningInsert
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from ris.db import Database, SchemaStatus
@@ -153,6 +152,7 @@ class RisService:
         # instead of at its next poll.
         self.outbox_ready = threading.Event()
         # New orders received at the same time (several HL7 connections) share one transaction.
+        self._new_ids = repo.IdBlocks()
         self._new_order_messages = GroupCommit(self._receive_new_orders, gather_seconds=GROUP_GATHER_SECONDS)
 
     # --- orders ---------------------------------------------------------------------------
@@ -688,9 +688,12 @@ class RisService:
             return _replay(stored, message)
 
     def _journal(self, session: Session, message: InboundMessage, reply: Reply, order_id: int | None) -> int:
-        """Journal ``message`` with its reply; returns the journal row's id."""
-        row = _journal_row(message, reply, order_id, self.clock())
-        journal_id: int = session.connection().execute(_insert_returning_id(Hl7Message), row).scalar_one()
+        """Journal ``message`` with its reply; returns the journal row's id. Every journal id comes
+        from this process's id blocks, so the listener's journal ids keep the order of arrival."""
+        (journal_id,) = self._new_ids.reserve(session, {Hl7Message: 1}).take(Hl7Message, 1)
+        rows = repo.RowBatch()
+        rows.add(Hl7Message, [_journal_row(message, reply, order_id, self.clock()) | {"id": journal_id}])
+        rows.insert(session)
         return journal_id
 
     def message_journal(
@@ -881,7 +884,7 @@ class RisService:
             Order: len(commands),
             RequestedProcedure: sum(len(command.procedures) for command in commands),
         }
-        ids = repo.reserve_ids(session, counts | (also or {}))
+        ids = self._new_ids.reserve(session, counts | (also or {}))
         return _PreparedOrders(patient_ids, new_patients, ids)
 
     def _add_new_patients(self, prepared: _PreparedOrders, rows: repo.RowBatch) -> None:
@@ -1611,12 +1614,6 @@ def _worklist_result(query: WorklistQuery, rows: Sequence[Row[Any]]) -> Worklist
 def _insert_statement(model: type[Base]) -> Insert:
     # inline: the new row's primary key is not fetched (no RETURNING)
     return insert(Base.metadata.tables[model.__tablename__]).inline()
-
-
-@functools.cache
-def _insert_returning_id(model: type[Base]) -> ReturningInsert[Any]:
-    table = Base.metadata.tables[model.__tablename__]
-    return insert(table).returning(table.c.id)
 
 
 def _log_scheduled(command: NewOrder, order_id: int, actor: Actor) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import json
+import threading
+from collections import defaultdict, deque
 from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import Any, Protocol, cast
 from zoneinfo import ZoneInfo
@@ -313,6 +315,47 @@ class ReservedIds:
             raise ValueError(f"{count} ids of {table} wanted, {len(self._ids[table]) - start} reserved")
         self._taken[table] = start + count
         return ids
+
+
+ID_BLOCK = 100
+"""Ids per table that `IdBlocks` reserves ahead (25 groups of 4 new HL7 orders)."""
+
+
+class IdBlocks:
+    """New ids (as `reserve_ids`) served from blocks reserved ahead on PostgreSQL, so that most
+    transactions take theirs without a statement (one round trip less per group of new orders).
+
+    A sequence never hands out a value twice, so the ids held here are safe from every other
+    process; those still held when the process ends are gaps, as after a rollback. Ids are
+    therefore unique but not in the order of insertion across processes. On SQLite every
+    reservation reads the largest stored id, under the write lock: ids held over would be taken
+    by another process's next insert."""
+
+    def __init__(self, block: int = ID_BLOCK) -> None:
+        self._block = block
+        self._free: dict[str, deque[int]] = defaultdict(deque)
+        self._lock = threading.Lock()
+
+    def reserve(self, session: Session, counts: dict[type[Base], int]) -> ReservedIds:
+        if session.get_bind().dialect.name != "postgresql":
+            return reserve_ids(session, counts)
+        with self._lock:
+            short = {
+                model: count - len(self._free[model.__tablename__]) + self._block
+                for model, count in counts.items()
+                if count > len(self._free[model.__tablename__])
+            }
+            if short:
+                fetched = reserve_ids(session, short)
+                for model, count in short.items():
+                    self._free[model.__tablename__].extend(fetched.take(model, count))
+            return ReservedIds(
+                {
+                    model.__tablename__: [self._free[model.__tablename__].popleft() for _ in range(count)]
+                    for model, count in counts.items()
+                    if count > 0
+                }
+            )
 
 
 def reserve_ids(session: Session, counts: dict[type[Base], int]) -> ReservedIds:
@@ -638,17 +681,27 @@ class RowBatch:
 def _defaults(table: Table, given: frozenset[str]) -> dict[str, Any]:
     """Values of the columns not in ``given`` that have a Python-side default (SQLAlchemy's
     ``default=``): what an executemany would have filled in."""
-    values: dict[str, Any] = {}
+    fixed, computed = _column_defaults(table, given)
+    return fixed | {name: make(None) for name, make in computed} if computed else fixed
+
+
+@functools.cache
+def _column_defaults(
+    table: Table, given: frozenset[str]
+) -> tuple[dict[str, Any], tuple[tuple[str, Callable[[object], Any]], ...]]:
+    """The fixed defaults of the columns not in ``given``, and the functions computing the others."""
+    fixed: dict[str, Any] = {}
+    computed: list[tuple[str, Callable[[object], Any]]] = []
     for column in table.columns:
         default = column.default
         if column.name in given or default is None:
             continue
         if isinstance(default, ScalarElementColumnDefault):
-            values[column.name] = default.arg
+            fixed[column.name] = default.arg
         elif isinstance(default, CallableColumnDefault):
-            make = cast(Callable[[object], Any], default.arg)  # SQLAlchemy's wrapper ignores its context
-            values[column.name] = make(None)
-    return values
+            # SQLAlchemy's wrapper of the function ignores the execution context it is given.
+            computed.append((column.name, cast(Callable[[object], Any], default.arg)))
+    return fixed, tuple(computed)
 
 
 @functools.cache

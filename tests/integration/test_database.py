@@ -8,7 +8,7 @@ import datetime as dt
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import func, insert, select, text
+from sqlalchemy import event, func, insert, select, text
 
 from ris.db import Database, engine
 from ris.db import repository as repo
@@ -160,4 +160,24 @@ def test_the_patient_look_up_is_planned_at_every_call(database_url: str) -> None
     assert [statement for statement in prepared if "FROM patients" in statement] == [
         "SELECT patients.id \nFROM patients \nWHERE patients.patient_id = $1::VARCHAR"
     ]
+    db.dispose()
+
+
+def test_id_blocks_serve_most_reservations_without_a_statement(database_url: str) -> None:
+    db = Database(database_url)
+    listener, web = repo.IdBlocks(block=10), repo.IdBlocks(block=10)  # as two processes
+    statements: list[str] = []
+    event.listen(db.engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+    taken: list[int] = []
+    for round_ in range(6):
+        with db.transaction() as session:
+            for blocks, prefix in ((listener, "L"), (web, "W")):
+                ids = blocks.reserve(session, {Patient: 4}).take(Patient, 4)
+                session.connection().execute(insert(Patient), [_patient(f"{prefix}{round_}-{i}", i) for i in ids])
+                taken += ids
+    assert len(set(taken)) == 48  # distinct across both, and stored without a clash
+    reservations = [sql for sql in statements if "nextval" in sql or "max(" in sql]
+    # PostgreSQL: a block of 4 + 10 first, then another once 14 are used (per instance);
+    # SQLite: every reservation reads the largest stored id.
+    assert len(reservations) == (12 if db.is_sqlite else 4)
     db.dispose()
