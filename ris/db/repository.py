@@ -30,6 +30,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session, aliased, selectinload
+from sqlalchemy.sql.dml import Insert
 from sqlalchemy.sql.schema import CallableColumnDefault, ScalarElementColumnDefault
 
 from ris.db.engine import PLAN_EACH_TIME
@@ -667,7 +668,7 @@ class RowBatch:
         connection = session.connection()
         if connection.dialect.name != "postgresql":
             for table, rows in batches:
-                connection.execute(insert(table).inline(), rows)
+                connection.execute(_plain_insert(table), rows)
             return
         parameters: dict[str, str] = {}
         shape = []
@@ -702,6 +703,12 @@ def _column_defaults(
             # SQLAlchemy's wrapper of the function ignores the execution context it is given.
             computed.append((column.name, cast(Callable[[object], Any], default.arg)))
     return fixed, tuple(computed)
+
+
+# Built once: building and keying a statement costs more than running it on SQLite.
+@functools.cache
+def _plain_insert(table: Table) -> Insert:
+    return insert(table).inline()  # inline: the new rows' keys are not fetched back (no RETURNING)
 
 
 @functools.cache
