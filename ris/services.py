@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import functools
 import logging
 import random
 import threading
 from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import Any, TypeGuard, TypeVar
 
-from sqlalchemy import CursorResult, Insert, Row, delete, func, insert, literal_column, select, update
+from sqlalchemy import CursorResult, Row, delete, func, literal_column, select, update
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -578,9 +577,7 @@ class RisService:
                     reply = received.answer(Applied(ids, items))
                     entries.append((received.message, reply, ids))
                 journal_ids = prepared.ids.take(Hl7Message, len(entries))
-                received_at = self.clock()
-                journal_rows = [_journal_row(m, r, ids[0] if ids else None, received_at) for m, r, ids in entries]
-                rows.add(Hl7Message, _with_ids(journal_ids, journal_rows))
+                self._add_journal_rows(rows, [(m, r, ids[0] if ids else None) for m, r, ids in entries], journal_ids)
                 rows.insert(session)
         except DomainError as error:
             log.info("%d messages could not be stored together (%s): each is received alone", len(group), error)
@@ -692,9 +689,19 @@ class RisService:
         from this process's id blocks, so the listener's journal ids keep the order of arrival."""
         (journal_id,) = self._new_ids.reserve(session, {Hl7Message: 1}).take(Hl7Message, 1)
         rows = repo.RowBatch()
-        rows.add(Hl7Message, [_journal_row(message, reply, order_id, self.clock()) | {"id": journal_id}])
+        self._add_journal_rows(rows, [(message, reply, order_id)], [journal_id])
         rows.insert(session)
         return journal_id
+
+    def _add_journal_rows(
+        self,
+        rows: repo.RowBatch,
+        entries: Sequence[tuple[InboundMessage, Reply, int | None]],
+        ids: Sequence[int],
+    ) -> None:
+        """Add the journal rows of messages with their replies and first orders, with ``ids``."""
+        received_at = self.clock()
+        rows.add(Hl7Message, _with_ids(ids, [_journal_row(m, r, order_id, received_at) for m, r, order_id in entries]))
 
     def message_journal(
         self, *, limit: int = 20, failures_only: bool = False, control_id: str = ""
@@ -1499,7 +1506,8 @@ class RisService:
 
     def _audit(self, session: Session, actor: Actor, action: str, order: Order | int | None, **details: Any) -> None:
         order_id = order.id if isinstance(order, Order) else order
-        session.connection().execute(_insert_statement(AuditEvent), self._audit_row(actor, action, order_id, **details))
+        audit = self._audit_row(actor, action, order_id, **details)
+        session.connection().execute(repo.plain_insert(AuditEvent.__table__), audit)
 
     def _audit_row(self, actor: Actor, action: str, order_id: int | None, **details: Any) -> dict[str, Any]:
         return {"at": self.clock(), "actor": str(actor), "action": action, "order_fk": order_id, "details": details}
@@ -1607,13 +1615,6 @@ def _worklist_result(query: WorklistQuery, rows: Sequence[Row[Any]]) -> Worklist
     items = [row.item for row in rows]
     truncated = query.limit is not None and len(items) > query.limit
     return WorklistResult(items[: query.limit] if truncated else items, truncated)
-
-
-# Statements built once: building and keying a statement costs more than running it on SQLite.
-@functools.cache
-def _insert_statement(model: type[Base]) -> Insert:
-    # inline: the new row's primary key is not fetched (no RETURNING)
-    return insert(Base.metadata.tables[model.__tablename__]).inline()
 
 
 def _log_scheduled(command: NewOrder, order_id: int, actor: Actor) -> None:
