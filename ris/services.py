@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import logging
 import random
 import threading
@@ -20,7 +21,7 @@ from sqlalchemy import CursorResult, Row, delete, func, literal_column, select, 
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from ris.db import Database, SchemaStatus
+from ris.db import Database, SchemaStatus, after_commit
 from ris.db import repository as repo
 from ris.db.board_sql import board_counts_select, board_rows_select
 from ris.db.models import (
@@ -174,7 +175,7 @@ class RisService:
         rows = repo.RowBatch()
         (order_id,) = self._schedule_orders((command,), (actor,), prepared, rows)
         rows.insert(session)
-        _log_scheduled(command, order_id, actor)
+        after_commit(session, functools.partial(_log_scheduled, command, order_id, actor))
         return order_id
 
     def _schedule_orders(
@@ -234,7 +235,9 @@ class RisService:
         order.updated_at = self.clock()  # the order row itself may be unchanged; its version must move
         session.flush()
         self._audit(session, actor, "order.updated", order)
-        log.info("order updated order=%s accession=%s by=%s", order.id, order.accession_number, actor)
+        _log_when_committed(
+            session, "order updated order=%s accession=%s by=%s", order.id, order.accession_number, actor
+        )
 
     def _update_procedure(self, session: Session, order: Order, index: int, data: ProcedureData) -> None:
         procedure = _match(order.procedures, index, _has_rp_id(data.requested_procedure_id))
@@ -333,7 +336,8 @@ class RisService:
             self._audit(
                 session, actor, f"order.{target.lower()}", order, reason=reason, steps=[s.sps_id for s in to_change]
             )
-            log.info(
+            _log_when_committed(
+                session,
                 "order status order=%s accession=%s status=%s steps=%d by=%s",
                 order.id,
                 order.accession_number,
@@ -478,7 +482,14 @@ class RisService:
         for step in moved_steps:
             repo.refresh_worklist_row(step, self.zone)
         self._audit(session, actor, "patient.merged", None, surviving=target.id, prior=prior.id, items=len(moved_steps))
-        log.info("patients merged surviving=%s prior=%s items=%d by=%s", target.id, prior.id, len(moved_steps), actor)
+        _log_when_committed(
+            session,
+            "patients merged surviving=%s prior=%s items=%d by=%s",
+            target.id,
+            prior.id,
+            len(moved_steps),
+            actor,
+        )
         return len(moved_steps)
 
     def _upsert_patient(self, session: Session, data: PatientData, actor: Actor) -> Patient:
@@ -1109,7 +1120,8 @@ class RisService:
             enqueued = 0
             if all(link.step_fk != step.id for link in row.links):
                 enqueued = self._link(session, row, step, actor, strict=True)
-                log.info(
+                _log_when_committed(
+                    session,
                     "mpps linked uid=%s step=%s accession=%s by=%s",
                     sop_instance_uid,
                     step.sps_id,
@@ -1615,6 +1627,11 @@ def _worklist_result(query: WorklistQuery, rows: Sequence[Row[Any]]) -> Worklist
     items = [row.item for row in rows]
     truncated = query.limit is not None and len(items) > query.limit
     return WorklistResult(items[: query.limit] if truncated else items, truncated)
+
+
+def _log_when_committed(session: Session, message: str, *args: object) -> None:
+    """An INFO line saying a change was stored, written once it has been (not if it rolls back)."""
+    after_commit(session, functools.partial(log.info, message, *args))
 
 
 def _log_scheduled(command: NewOrder, order_id: int, actor: Actor) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -19,6 +19,14 @@ from ris.db.engine import is_sqlite, make_engine, writer
 from ris.domain.errors import AlreadyExists, ConcurrentUpdate, StorageUnavailable
 
 log = logging.getLogger(__name__)
+
+_AFTER_COMMIT = "ris_after_commit"
+
+
+def after_commit(session: Session, action: Callable[[], None]) -> None:
+    """Run ``action`` once the transaction of ``session`` (from `Database.transaction`) has
+    committed, and not at all if it rolls back: for log lines that say a change was stored."""
+    session.info[_AFTER_COMMIT].append(action)
 
 
 @dataclass(frozen=True)
@@ -53,8 +61,10 @@ class Database:
 
         Database failures leave as domain errors, so adapters answer them with their protocol's
         failure status and never with success."""
+        committed: list[Callable[[], None]] = []
         try:
             with self._write_turn, self._writer() as session, session.begin():
+                session.info[_AFTER_COMMIT] = committed
                 yield session
         except StaleDataError as exc:
             raise ConcurrentUpdate("the record was changed by someone else; reload and try again") from exc
@@ -63,6 +73,8 @@ class Database:
         except (DBAPIError, SQLAlchemyError) as exc:
             log.error("database transaction failed: %s", _first_line(exc))
             raise StorageUnavailable(f"the database refused the change: {_first_line(exc)}") from exc
+        for action in committed:
+            action()
 
     @contextmanager
     def reading(self) -> Iterator[Session]:

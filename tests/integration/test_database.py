@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import event, func, insert, select, text
 
-from ris.db import Database, engine
+from ris.db import Database, after_commit, engine
 from ris.db import repository as repo
 from ris.db.models import AuditEvent, Hl7Message, Patient
 from ris.domain.errors import AlreadyExists, StorageUnavailable
@@ -75,6 +75,26 @@ def test_a_failure_among_rows_inserted_together_fails_the_transaction(database_u
     with db.reading() as session:
         assert session.scalar(select(func.count()).select_from(Patient)) == 0  # nothing of it
         assert session.scalar(select(func.count()).select_from(AuditEvent)) == 0
+    db.dispose()
+
+
+def test_after_commit_actions_run_only_when_the_transaction_committed(database_url: str) -> None:
+    db = Database(database_url)
+    ran: list[str] = []
+    with db.transaction() as session:
+        session.add(Patient(patient_id="C1", issuer="", name="", birth_date="", sex=""))
+        after_commit(session, lambda: ran.append(f"committed, {len(ran)} before"))
+        assert ran == []  # not while the transaction is open
+    assert ran == ["committed, 0 before"]
+
+    def add_the_same_patient_again() -> None:
+        with db.transaction() as session:
+            session.add(Patient(patient_id="C1", issuer="", name="", birth_date="", sex=""))
+            after_commit(session, lambda: ran.append("rolled back"))
+
+    with pytest.raises(AlreadyExists):
+        add_the_same_patient_again()
+    assert ran == ["committed, 0 before"]
     db.dispose()
 
 

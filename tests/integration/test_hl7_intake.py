@@ -123,6 +123,21 @@ def test_replay_returns_the_stored_ack_and_changes_nothing(service: RisService, 
     assert len(service.message_journal()) == 2
 
 
+def test_a_reused_control_id_gets_the_stored_ack_and_logs_no_order(
+    service: RisService, intake: Intake, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A sender that reuses a control id for another order gets the first message's ACK. The new
+    order was inserted before the journal row's key turned the transaction back: no log line may
+    say it was scheduled."""
+    caplog.set_level(logging.INFO, logger="ris.services")
+    first = send(intake, orm(accession="R1", control_id="REUSED"))
+    assert send(intake, orm(accession="R3", control_id="REUSED")) == first
+    assert service.find_order(OrderKey(accession_number="R3")) is None
+    logged = [record.getMessage() for record in caplog.records]
+    assert [line for line in logged if "accession=R3" in line] == []
+    assert sum("order scheduled" in line and "accession=R1" in line for line in logged) == 1
+
+
 def test_order_control_rows_change_the_steps(service: RisService, intake: Intake) -> None:
     assert msa(send(intake, orm(accession="C1", number=101)))[0] == "AA"
     xo = orm(control="XO", accession="C1", number=101, start="20261205080000", station="CT_RAD_02")
