@@ -30,19 +30,21 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from benchlib import HARNESS, free_port, postgres_database, running
+from benchlib import HARNESS, free_port, postgres_database, running, write_section
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "bench" / "RESULTS.md"
-SECTION = "## HL7 intake"
 # What profiling the PostgreSQL C=4 path showed (py-spy on `ris listen`, the server's statement log).
 NOTES = [
+    "- This run measured the code of the run before it (567 msgs/s at C=4 on PostgreSQL, 248 at C=1",
+    "  on SQLite, both targets missed then) on a quieter machine: the listener's CPU per message at",
+    "  C=4 went 1.18 -> 0.81 ms without a change to that path. Alternating the two on this machine in",
+    "  one hour (3 pairs, 4,000 messages, C=4 on PostgreSQL): 738 and 733 msgs/s (medians), the same.",
+    "  When the cores are shared with other work the rates fall by up to half (see the run before).",
     "- At C=4 the four senders wait for the same group of new orders (about 4,000 transactions per",
     "  16,000 messages), so a cycle is the group (listener Python, then PostgreSQL) plus the time the",
     "  four threads take, in turn on the GIL, to send their ACKs and read, map and validate their next",
     "  message. Both halves are CPU of the listener process, which is why its CPU per message decides.",
-    "- Changes of the last round, each measured against the code before it (same machine, alternating",
-    "  runs, medians): all rows of a group in ONE statement (one JSON parameter per table into",
+    "- Changes of the round before that run, each measured against the code before it (same machine,",
+    "  alternating runs, medians): all rows of a group in ONE statement (one JSON parameter per table into",
     "  `jsonb_populate_recordset`, a data-modifying CTE per table) instead of a pipeline of one",
     "  executemany per table; ids from blocks reserved ahead (one reservation per ~25 groups); the",
     "  patient look-up sent unprepared. Groups of 4 driven directly (before the id blocks): listener",
@@ -299,13 +301,11 @@ def targets(runs: dict[tuple[str, int], list[dict[str, Any]]]) -> list[str]:
     return lines
 
 
-def write_section(body: list[str], command: str) -> None:
+def write_results(body: list[str], command: str) -> None:
     machine = (
         f"{os.cpu_count()} cores, {platform.machine()}, Linux {platform.release()}, Python {platform.python_version()}"
     )
-    section = [
-        SECTION,
-        "",
+    lines = [
         f"Measured {dt.date.today().isoformat()} with `{command}` (harness: `hl7_bench.py`, `hl7_floor.py`).",
         f"Machine: {machine}; shared with other engineers' work while measuring, so compare the ratios to the",
         "floors measured in the same run, not the absolute numbers. The load generator runs on the same cores.",
@@ -318,16 +318,8 @@ def write_section(body: list[str], command: str) -> None:
         "database connections; `machine idle`: share of all cores' time idle during the runs (low: other work).",
         "",
         *body,
-        "",
     ]
-    text = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else "# Benchmark results\n"
-    start = text.find(SECTION + "\n")
-    if start < 0:
-        text = text.rstrip("\n") + "\n\n" + "\n".join(section)
-    else:
-        end = text.find("\n## ", start + len(SECTION))
-        text = text[:start] + "\n".join(section) + (text[end + 1 :] if end >= 0 else "")
-    RESULTS.write_text(text.rstrip("\n") + "\n", encoding="utf-8")
+    write_section("HL7 intake", lines)
 
 
 def main() -> int:
@@ -390,7 +382,7 @@ def main() -> int:
     print("\n".join(body))
     command = "python bench/hl7_intake.py" + (" --no-postgres" if args.no_postgres else "")
     if not args.no_write:
-        write_section(body, command)
+        write_results(body, command)
     if args.out is None:
         shutil.rmtree(workdir, ignore_errors=True)
     return 0
