@@ -25,7 +25,8 @@ _AFTER_COMMIT = "ris_after_commit"
 
 def after_commit(session: Session, action: Callable[[], None]) -> None:
     """Run ``action`` once the transaction of ``session`` (from `Database.transaction`) has
-    committed, and not at all if it rolls back: for log lines that say a change was stored."""
+    committed, and not at all if it rolls back: for log lines that say a change was stored. An
+    action that fails is logged, not raised: the change is stored whatever it does."""
     session.info[_AFTER_COMMIT].append(action)
 
 
@@ -74,7 +75,11 @@ class Database:
             log.error("database transaction failed: %s", _first_line(exc))
             raise StorageUnavailable(f"the database refused the change: {_first_line(exc)}") from exc
         for action in committed:
-            action()
+            try:
+                action()
+            except Exception:
+                # The change is stored: a failing action must not make the caller answer otherwise.
+                log.exception("an action after commit failed; the transaction had committed")
 
     @contextmanager
     def reading(self) -> Iterator[Session]:

@@ -95,6 +95,17 @@ def test_after_commit_actions_run_only_when_the_transaction_committed(database_u
     with pytest.raises(AlreadyExists):
         add_the_same_patient_again()
     assert ran == ["committed, 0 before"]
+
+    def fail() -> None:
+        raise RuntimeError("after commit")
+
+    with db.transaction() as session:  # a failing action does not make the stored change look failed
+        session.add(Patient(patient_id="C2", issuer="", name="", birth_date="", sex=""))
+        after_commit(session, fail)
+        after_commit(session, lambda: ran.append("still run"))
+    assert ran == ["committed, 0 before", "still run"]
+    with db.reading() as session:
+        assert session.scalar(select(func.count()).select_from(Patient)) == 2
     db.dispose()
 
 
